@@ -1,0 +1,1 @@
+"""Registered benchmarks (cost against baselines and peer libraries), one module per family."""
