@@ -7,14 +7,16 @@ killed mid-write leaves the previous file intact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import statistics
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
 STATUSES = ("ok", "error")
@@ -102,14 +104,22 @@ class ClaimResult:
         return cls(**d)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see either the old or the new file, never a partial one."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it is fsynced and renamed onto ``path``.
+
+    Readers see either the old file or the new one, never a partial one; on error the temporary file is removed
+    and any previous file at ``path`` is untouched. The file gets the usual permissions (0666 less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -119,6 +129,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
