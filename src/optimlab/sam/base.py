@@ -195,6 +195,7 @@ class SharpnessAware(Optimizer):
         self.nonfinite = nonfinite
         self.skipped_steps = 0
         self._pending: dict[str, Any] | None = None  # transient restore data; never in state_dict
+        self._staged: dict[Tensor, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- groups
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -216,8 +217,16 @@ class SharpnessAware(Optimizer):
 
     # ---------------------------------------------------------------- hooks for variants
     def _ascent(self, p: Tensor, g: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
-        """The vector u that replaces g in the ascent (objective preconditioning); SAM: u = g."""
+        """The vector u that replaces g in the ascent (objective preconditioning); SAM: u = g.
+
+        Stateful variants must not write ``state`` here: they call :meth:`_stage` with the new values, which are
+        committed only once the step is known to be finite (a skipped or raising step leaves state untouched).
+        """
         return g
+
+    def _stage(self, p: Tensor, **values: Any) -> None:
+        """Record new persistent state for ``p``; committed after the first pass's finiteness check."""
+        self._staged.setdefault(p, {}).update(values)
 
     def _constraint(self, p: Tensor, g: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor | None:
         """c = diag(C⁻¹) of the constraint ‖Cε‖ ≤ ρ, or ``None`` for the identity (SAM)."""
@@ -230,6 +239,7 @@ class SharpnessAware(Optimizer):
         if self._pending is not None:
             raise RuntimeError("first_step() called twice without second_step() or restore()")
         params, us, cs, rhos = [], [], [], []
+        self._staged: dict[Tensor, dict[str, Any]] = {}
         for group in self.param_groups:
             if group["rho"] == 0:
                 continue
@@ -253,6 +263,8 @@ class SharpnessAware(Optimizer):
             self.skipped_steps += 1
             pending.update(params=[], skip=True, bn=None)
         else:
+            for p, values in self._staged.items():
+                self.state[p].update(values)
             if self.restore_mode == "copy":
                 pending["saved"] = [p.detach().clone() for p in params]
             else:
@@ -260,6 +272,7 @@ class SharpnessAware(Optimizer):
             if params:
                 torch._foreach_add_(params, eps_list)
             self._bn_momentum0(pending)
+        self._staged = {}
         self._pending = pending
         if zero_grad:
             self.zero_grad()
@@ -325,6 +338,64 @@ class SharpnessAware(Optimizer):
             raise
         self.second_step()
         return loss.detach()
+
+    def step_chunked(self, closure: Callable[[int], Tensor], n_chunks: int) -> Tensor:
+        """m-sharpness step (Foret et al. §4): one ε per chunk of the batch, descent gradients averaged.
+
+        ``closure(k)`` runs forward and backward on chunk k (mean loss over the chunk) and returns the loss. For
+        each chunk: pass 1, ε_k from the chunk's gradient, pass 2 at w + ε_k, gradient added to an fp32 buffer,
+        weights restored. Then ``p.grad = G / n_chunks`` and one base step. ``n_chunks=1`` equals :meth:`step`.
+        Returns the mean first-pass loss. Stateful variants raise ``NotImplementedError``: an EMA over chunks
+        has no defined meaning.
+        """
+        if self.stateful:
+            raise NotImplementedError(f"step_chunked is undefined for {type(self).__name__}: its per-step "
+                                      "state (an EMA of gradients) has no per-chunk meaning")
+        if closure is None:
+            raise ValueError(_NO_CLOSURE)
+        if isinstance(n_chunks, bool) or not isinstance(n_chunks, int) or n_chunks < 1:
+            raise ValueError(f"n_chunks must be an integer >= 1, got {n_chunks!r}")
+        closure = torch.enable_grad()(closure)
+        params = [p for g in self.param_groups for p in g["params"]]
+        acc: dict[Tensor, Tensor] = {}
+        losses = []
+        for k in range(n_chunks):
+            self.zero_grad()
+            loss = closure(k)
+            if not isinstance(loss, Tensor):
+                raise ValueError(f"the closure must return the loss as a tensor, got {type(loss).__name__}")
+            losses.append(loss.detach())
+            self.first_step(zero_grad=True)
+            if self._pending["skip"]:
+                self.restore()
+                self.zero_grad()
+                return torch.stack(losses).mean()
+            try:
+                closure(k)
+            finally:
+                self.restore()
+            with torch.no_grad():
+                for p in params:
+                    if p.grad is not None:
+                        g32 = p.grad.to(torch.promote_types(p.grad.dtype, torch.float32))
+                        if p in acc:
+                            acc[p].add_(g32)
+                        else:
+                            acc[p] = g32.clone()
+        self.zero_grad()
+        with torch.no_grad():
+            for p, g in acc.items():
+                p.grad = (g / n_chunks).to(p.dtype)
+            grads = list(acc.values())
+            if grads and not bool(torch.isfinite(global_norm(grads))):
+                self.zero_grad()
+                if self.nonfinite == "raise":
+                    raise FloatingPointError("non-finite gradient in a second pass; weights restored to w")
+                self.skipped_steps += 1
+                return torch.stack(losses).mean()
+            self.base.step()
+        self.zero_grad()
+        return torch.stack(losses).mean()
 
     def _fork_rng(self):
         devices = [p.device for g in self.param_groups for p in g["params"] if p.device.type == "cuda"]

@@ -1,0 +1,61 @@
+"""Mixed-precision SAM step with a ``torch.amp.GradScaler`` (fp16), safe against overflow in either pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from optimlab.sam.base import SharpnessAware
+
+
+def amp_step(opt: SharpnessAware, scaler: torch.amp.GradScaler, loss_fn: Callable[[], Tensor], *,
+             max_grad_norm: float | None = None) -> Tensor | None:
+    """One sharpness-aware step under a GradScaler; returns the first-pass loss, or ``None`` if pass 1 overflowed.
+
+    ``loss_fn()`` runs the forward pass (under autocast if wanted) and returns the unscaled loss; this function does
+    the backward passes. Sequence (specs/sam.md §3.1):
+
+    1. scaled backward at w; if any gradient is non-finite: reduce the scale (``backoff_factor``), zero grads and
+       return ``None`` — no perturbation, weights and base state untouched;
+    2. unscale the first-pass gradients by hand (1/scale in fp32) and ``first_step()``: ε from true gradients;
+    3. scaled backward at w + ε; ``restore()`` weights and BatchNorm buffers;
+    4. ``scaler.unscale_(opt.base)``, optional clipping of the second-pass gradient, ``scaler.step(opt.base)`` (which
+       skips the base step on overflow) and ``scaler.update()``.
+
+    ``unscale_`` runs once per iteration, and a skipped step never leaves the weights perturbed. With bf16
+    autocast no scaler is needed: pass ``torch.amp.GradScaler(enabled=False)``.
+    """
+    if not isinstance(opt, SharpnessAware):
+        raise ValueError(f"opt must be a sharpness-aware optimizer, got {type(opt).__name__}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    params = [p for g in opt.param_groups for p in g["params"]]
+    opt.zero_grad()
+    with torch.enable_grad():
+        loss = loss_fn()
+        scaler.scale(loss).backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    scale = scaler.get_scale() if scaler.is_enabled() else 1.0
+    finite = all(bool(torch.isfinite(g).all()) for g in grads)
+    if not finite:
+        scaler.update(new_scale=scale * scaler.get_backoff_factor())
+        opt.zero_grad()
+        return None
+    with torch.no_grad():
+        for g in grads:
+            g.copy_((g.float() / scale).to(g.dtype))
+    opt.first_step(zero_grad=True)
+    try:
+        with torch.enable_grad():
+            scaler.scale(loss_fn()).backward()
+    finally:
+        opt.restore()
+    scaler.unscale_(opt.base)
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    scaler.step(opt.base)
+    scaler.update()
+    opt.zero_grad()
+    return loss.detach()
