@@ -23,7 +23,9 @@ class VaSSO(PreSAM):
     (1× params), saved in ``state_dict``. Defaults from the official code's configs: ρ = 0.05, θ = 0.9 (with SGD,
     momentum 0.9, lr 0.05, wd 5e-4). Differences from the official code, by design: eps = 1e-12 (not 1e-7),
     copy-restore (not subtraction) and BatchNorm statistics protected (``bn="snapshot"``) when ``model`` is given.
-    Checked against the paper: the EMA recursion and the ascent ε = ρ d/‖d‖ (arXiv:2309.15639 §4).
+    What was checked: the authors' code (BingcongLi/VaSSO, ``solver/vasso.py``, read in this project) uses the
+    same recursion, the same first step d_1 = g_1 and ε = ρ d/(‖d‖ + 1e-7). UNVERIFIED: the equation numbering
+    and any extra step in the paper's algorithm box (arXiv:2309.15639 §4), whose full text was not available.
     """
 
     def __init__(self, params: Any = None, *, base: Optimizer, rho: float = 0.05, theta: float = 0.9,
