@@ -328,3 +328,23 @@ def test_infosam_warns_provisional_once():
         InfoSAM(base=sgd(mlp()))
         InfoSAM(base=sgd(mlp()))
     assert sum(issubclass(r.category, ProvisionalWarning) for r in rec) == 1
+
+
+def test_rho_scheduler_follows_the_lr_and_round_trips():
+    from optimlab.sam import RhoScheduler
+
+    model = mlp()
+    opt = SAM(base=torch.optim.SGD(model.parameters(), lr=0.2), rho=0.1)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - t / 4)
+    rho_sched = RhoScheduler(opt, rho_min=0.02)
+    seen = []
+    for _ in range(4):
+        train(model, opt, 1)
+        lr_sched.step()
+        seen.append(rho_sched.step()[0])
+    assert seen == pytest.approx([0.02 + 0.08 * f for f in (0.75, 0.5, 0.25, 0.0)])
+    other = RhoScheduler(opt, rho_max=1.0, lr_max=1.0)
+    other.load_state_dict(rho_sched.state_dict())
+    assert other.state_dict() == rho_sched.state_dict()
+    with pytest.raises(ValueError, match="rho_max"):
+        RhoScheduler(opt, rho_min=0.5, rho_max=0.1)
