@@ -76,3 +76,53 @@ def test_m_sharpness_with_m_equal_n_is_rho_sharpness_and_bad_input():
         m_sharpness(net, loss, (X, y), 0.05, 41)
     with pytest.raises(ValueError, match="steps"):
         rho_sharpness(net, loss, (X, y), 0.05, steps=0)
+
+
+def test_m_sharpness_equals_hand_written_chunk_mean_with_remainder_dropped():
+    net = relu_net()
+    X, y = torch.randn(10, 5, generator=torch.Generator().manual_seed(3)), torch.arange(10) % 3
+    loss = nn.CrossEntropyLoss()
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(9))
+    chunks = [perm[:4], perm[4:8]]  # ⌊10/4⌋ = 2 chunks, 2 samples dropped
+    expected = sum(rho_sharpness(net, loss, (X[c], y[c]), 0.1, steps=2).value for c in chunks) / 2
+    got = m_sharpness(net, loss, (X, y), 0.1, 4, steps=2, generator=torch.Generator().manual_seed(9))
+    assert got == pytest.approx(expected, rel=1e-6)
+    assert got != pytest.approx(m_sharpness(net, loss, (X, y), 0.1, 4, steps=2), rel=1e-6)  # seed matters
+
+
+def test_sharpness_restores_train_mode_and_weights_and_rejects_bad_input():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.ReLU(), nn.Linear(8, 3)).train()
+    X, y = torch.randn(32, 5), torch.arange(32) % 3
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = nn.CrossEntropyLoss()
+    r1 = rho_sharpness(model, loss, (X, y), 0.1, steps=3, adaptive=True)
+    r2 = rho_sharpness(model, loss, [(X[:10], y[:10]), (X[10:], y[10:])], 0.1, steps=3, adaptive=True)
+    m1 = m_sharpness(model, loss, (X, y), 0.1, 8, steps=2)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert r1.value > 0 and r1.value == pytest.approx(r2.value, rel=1e-4)  # batching-independent, deterministic
+    assert r1.perturbed_loss == pytest.approx(r1.loss + r1.value)
+    assert m1 == m_sharpness(model, loss, [(X[:16], y[:16]), (X[16:], y[16:])], 0.1, 8, steps=2)
+    assert rho_sharpness(model, loss, (X, y), 0.0).value == 0.0
+    for kwargs, name in [({"rho": float("nan")}, "rho"), ({"rho": True}, "rho"), ({"rho": 0.1, "eta": -1.0}, "eta"),
+                         ({"rho": 0.1, "steps": 1.5}, "steps")]:
+        with pytest.raises(ValueError, match=name):
+            rho_sharpness(model, loss, (X, y), **kwargs)
+    with pytest.raises(ValueError, match="m must"):
+        m_sharpness(model, loss, (X, y), 0.1, 0)
+
+
+def test_more_ascent_steps_never_report_less_and_stay_in_the_ball():
+    g = torch.Generator().manual_seed(2)
+    A = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    H = A @ A.T - 2 * torch.eye(6, dtype=torch.float64)  # indefinite: the 1-step point is not the maximiser
+    model = Quadratic(H, torch.zeros(6, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64))
+    data = (torch.zeros(2, 1), torch.zeros(2))
+    vals = [rho_sharpness(model, mean_loss, data, 0.5, steps=k).value for k in (1, 3, 10)]
+    assert vals[0] <= vals[1] <= vals[2]
+    w = model.w.detach()
+    # any ‖ε‖ ≤ ρ gives L(w+ε) − L(w) = gᵀε + ½εᵀHε ≤ ρ‖g‖ + ½ρ² max(λ_max, 0): the ascent stayed in the ball
+    bound = 0.5 * float(torch.linalg.norm(H @ w)) + 0.5 * 0.25 * max(float(torch.linalg.eigvalsh(H)[-1]), 0.0)
+    assert vals[2] <= bound + 1e-12
+    assert rho_sharpness(model, mean_loss, data, 0.5, steps=200).value <= bound + 1e-12

@@ -13,8 +13,18 @@ def test_ratio_of_twice_the_work_is_about_two():
                              baseline="one", repeats=8, block=3, warmup=1)
     assert res.ratio["one"] == 1.0
     assert 1.5 <= res.ratio["two"] <= 3.0
+    assert len(res.per_round["two"]) == 8 and res.rounds == 8 and res.block == 3
     with pytest.raises(ValueError, match="baseline"):
         compare_step_times({"a": lambda: None}, baseline="b")
+    with pytest.raises(ValueError, match="repeats"):
+        compare_step_times({"a": lambda: None}, baseline="a", repeats=0)
+
+
+def test_interleaving_order():
+    calls = []
+    compare_step_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, baseline="a",
+                       repeats=2, block=2, warmup=1)
+    assert "".join(calls) == "ab" + "aabb" * 2
 
 
 def test_peak_memory_counts_live_tensors():
@@ -33,6 +43,17 @@ def test_peak_memory_counts_live_tensors():
     assert peak_memory(sequential).peak_bytes < 4_100_000  # freed tensors are not counted twice
 
 
+def test_in_place_and_views_of_existing_tensors_cost_nothing_and_backward_is_counted():
+    params = [torch.randn(1000, 100) for _ in range(3)]
+    res = peak_memory(lambda: [p.mul_(2.0).view(-1).t() for p in params])
+    assert res.peak_bytes == 0 and res.retained_bytes == 0 and res.baseline_bytes is None
+    w = torch.nn.Parameter(torch.randn(1000, 100))
+    x = torch.randn(64, 1000)
+    res = peak_memory(lambda: (x @ w).square().sum().backward())
+    assert res.retained_bytes == 1000 * 100 * 4  # w.grad outlives the call
+    assert res.peak_bytes >= 1000 * 100 * 4 + 64 * 100 * 4
+
+
 def test_a_kept_copy_shows_up_in_the_comparison():
     params = [torch.randn(1000, 100) for _ in range(3)]
     kept = []
@@ -49,3 +70,14 @@ def test_a_kept_copy_shows_up_in_the_comparison():
     diff = peak_memory(with_copy).peak_bytes - peak_memory(without).peak_bytes
     assert diff == pytest.approx(3 * 1000 * 100 * 4, rel=0.01)
     assert state_bytes({"a": torch.zeros(10), "b": [torch.zeros(2, dtype=torch.float64)], "c": 3}) == 56
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_peak_memory_on_cuda_uses_the_allocator():
+    def fn():
+        a = torch.ones(2_000_000, device="cuda")
+        b = torch.ones(1_000_000, device="cuda")
+        return float(a.sum() + b.sum())
+
+    res = peak_memory(fn, device="cuda")
+    assert 12_000_000 <= res.peak_bytes <= 12_100_000 and res.retained_bytes == 0 and res.baseline_bytes >= 0

@@ -1,7 +1,16 @@
 """Measurements: Hessian spectra and traces, sharpness, step-time ratios and memory."""
 
-from optimlab.metrics.hessian import (EigResult, TraceEstimate, dataset_hvp, exact_hessian, hessian_trace,
-                                      hutchinson_from_hvp, hvp, top_eigenvalues, top_eigenvalues_from_hvp)
+from optimlab.metrics.hessian import (
+    EigResult,
+    TraceEstimate,
+    dataset_hvp,
+    exact_hessian,
+    hessian_trace,
+    hutchinson_from_hvp,
+    hvp,
+    top_eigenvalues,
+    top_eigenvalues_from_hvp,
+)
 from optimlab.metrics.memory import MemoryResult, peak_memory, state_bytes
 from optimlab.metrics.sharpness import SharpnessResult, m_sharpness, rho_sharpness
 from optimlab.metrics.timing import TimingResult, compare_step_times

@@ -1,13 +1,17 @@
-"""Memory of a method, comparable between methods: bytes of persistent state and peak extra bytes of a step.
+"""Memory of a method, comparable between methods: bytes of persistent state and peak extra bytes of a call.
 
-On CUDA the peak comes from the allocator (``torch.cuda.max_memory_allocated``). On CPU it comes from tracking
-tensor storages: a ``TorchDispatchMode`` sees every op's outputs, counts each new storage's bytes while it is alive
-(freed ones are noticed through weak references) and keeps the maximum. It counts tensors made by torch ops during
-the call, not Python or allocator overheads, which is what two methods' steps should be compared on.
+On CUDA the peak comes from the caching allocator (``torch.cuda.reset_peak_memory_stats`` /
+``max_memory_allocated``, minus what was allocated before the call). On CPU it comes from tracking tensor storages:
+a ``TorchDispatchMode`` sees every op's outputs; each storage that is new (not one of the op's inputs, so in-place
+ops and views of existing tensors count nothing) adds its ``nbytes`` while alive, a weakref finalizer subtracts them
+when it is freed, and the running maximum is the peak. This counts exactly the tensor bytes created by torch ops
+during the call (factory functions, outputs, autograd's saved and gradient tensors), not allocator rounding, Python
+objects or memory freed from tensors that existed before; that is what two methods' steps should be compared on.
 """
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +24,14 @@ from torch.utils._pytree import tree_flatten
 
 @dataclass(frozen=True)
 class MemoryResult:
-    """``peak_bytes``: the largest total of live tensor bytes allocated during the call (beyond what existed
-    before it); ``retained_bytes``: those still alive when it returned; ``method``: how it was measured."""
+    """``peak_bytes``: the largest total of bytes allocated during the call and alive at once (beyond what existed
+    before it); ``retained_bytes``: those still alive when it returned; ``baseline_bytes``: tensor bytes alive before
+    the call as the CUDA allocator counts them, ``None`` on CPU (tensors held only by C++, such as ``.grad``, have
+    no Python object to find, so no reliable total exists); ``method``: how it was measured."""
 
     peak_bytes: int
     retained_bytes: int
+    baseline_bytes: int | None
     method: str
 
 
@@ -33,36 +40,40 @@ class _Tracker(TorchDispatchMode):
         super().__init__()
         self.live = 0
         self.peak = 0
-        self.seen: dict[int, Any] = {}
+        self.seen: set[int] = set()
+        self.finalizers: list[weakref.finalize] = []
 
     def _free(self, key: int, nbytes: int) -> None:
-        self.seen.pop(key, None)
+        self.seen.discard(key)
         self.live -= nbytes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = {_ptr(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
         for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
+            if not isinstance(t, torch.Tensor):
+                continue
+            key = _ptr(t)
+            if key and key not in inputs and key not in self.seen:
                 st = t.untyped_storage()
-                key = st.data_ptr()
-                if key and key not in self.seen:
-                    nbytes = st.nbytes()
-                    self.live += nbytes
-                    self.peak = max(self.peak, self.live)
-                    self.seen[key] = weakref.finalize(st, self._free, key, nbytes) if _weakrefable(st) else None
+                self.seen.add(key)
+                self.live += st.nbytes()
+                self.peak = max(self.peak, self.live)
+                self.finalizers.append(weakref.finalize(st, self._free, key, st.nbytes()))
         return out
 
 
-def _weakrefable(obj) -> bool:
+def _ptr(t: torch.Tensor) -> int:
     try:
-        weakref.ref(obj)
-        return True
-    except TypeError:
-        return False
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. meta, sparse): not counted
+        return 0
 
 
 def peak_memory(fn: Callable[[], Any], *, device: str | torch.device = "cpu") -> MemoryResult:
-    """Peak extra memory of ``fn()`` on ``device`` (see the module docstring for how)."""
+    """Peak extra memory of ``fn()`` on ``device``: max over the call of (bytes allocated − bytes before the call);
+    see the module docstring for how each device measures it. ``fn``'s return value is discarded."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -71,15 +82,20 @@ def peak_memory(fn: Callable[[], Any], *, device: str | torch.device = "cpu") ->
         fn()
         torch.cuda.synchronize(device)
         return MemoryResult(torch.cuda.max_memory_allocated(device) - start,
-                            torch.cuda.memory_allocated(device) - start, "cuda allocator")
+                            torch.cuda.memory_allocated(device) - start, start, "cuda allocator")
+    if device.type != "cpu":
+        raise ValueError(f"device must be 'cpu' or a CUDA device, got {str(device)!r}")
     tracker = _Tracker()
     with tracker:
         fn()
-    return MemoryResult(tracker.peak, tracker.live, "tensor storages (TorchDispatchMode)")
+    gc.collect()  # storages kept only by reference cycles made during the call are freed, not retained
+    for f in tracker.finalizers:  # storages that outlive the call no longer report to the tracker
+        f.detach()
+    return MemoryResult(tracker.peak, tracker.live, None, "tensor storages (TorchDispatchMode)")
 
 
 def state_bytes(obj: Any) -> int:
-    """Total bytes of the tensors in a (nested) state_dict, list or tensor."""
+    """Total bytes of the tensors in a (nested) state_dict, list or tensor (each tensor counted by numel·itemsize)."""
     if isinstance(obj, torch.Tensor):
         return obj.numel() * obj.element_size()
     if isinstance(obj, dict):

@@ -1,5 +1,10 @@
-"""Step-time ratios measured side by side: callables run interleaved (A B C A B C ...) so that drift in machine
-load hits every method alike, and ratios are taken per round before the median."""
+"""Step-time ratios measured side by side.
+
+The callables run interleaved in blocks (A×b, B×b, C×b, A×b, ...) so that drift in machine load hits every method
+alike. Round r gives t_r(f) = (time of f's block)/b per call; the reported time is median_r t_r(f) and the ratio is
+median_r t_r(f)/t_r(baseline), a ratio taken within each round before the median (specs/sam.md §6: blocks of 20
+calls, 200 measured calls after 20 warm-up calls are the defaults).
+"""
 
 from __future__ import annotations
 
@@ -12,31 +17,37 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TimingResult:
-    """Median seconds per call of each callable, and the median over rounds of its ratio to ``baseline``."""
+    """``seconds[name]``: median seconds per call; ``ratio[name]``: median per-round ratio to ``baseline``;
+    ``per_round[name]``: the per-call seconds of each round, in order."""
 
     seconds: dict[str, float]
     ratio: dict[str, float]
+    per_round: dict[str, tuple[float, ...]]
     baseline: str
     rounds: int
     block: int
 
 
-def compare_step_times(fns: dict[str, Callable[[], Any]], *, baseline: str, repeats: int = 20, block: int = 5,
-                       warmup: int = 2, sync: Callable[[], None] | None = None) -> TimingResult:
-    """Time each callable in ``repeats`` interleaved rounds of ``block`` calls each, after ``warmup`` calls each.
+def _check_int(name: str, value, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
 
-    ``sync`` (e.g. ``torch.cuda.synchronize``) is called before reading the clock, for asynchronous devices.
-    """
+
+def compare_step_times(fns: dict[str, Callable[[], Any]], *, baseline: str, repeats: int = 10, block: int = 20,
+                       warmup: int = 20, sync: Callable[[], None] | None = None) -> TimingResult:
+    """Time each callable in ``repeats`` interleaved rounds of ``block`` calls, after ``warmup`` calls of each
+    (also interleaved). Clock: ``time.perf_counter``; ``sync`` (e.g. ``torch.cuda.synchronize``) is called before
+    each clock read, for asynchronous devices."""
+    if not fns or not all(callable(f) for f in fns.values()):
+        raise ValueError("fns must be a non-empty dict of name -> zero-argument callable")
     if baseline not in fns:
         raise ValueError(f"baseline must be one of {list(fns)}, got {baseline!r}")
-    for name, value in (("repeats", repeats), ("block", block)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    _check_int("repeats", repeats, 1)
+    _check_int("block", block, 1)
+    _check_int("warmup", warmup, 0)
     sync = sync or (lambda: None)
-    for fn in fns.values():
-        for _ in range(warmup):
+    for _ in range(warmup):
+        for fn in fns.values():
             fn()
     per_call: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
@@ -47,5 +58,7 @@ def compare_step_times(fns: dict[str, Callable[[], Any]], *, baseline: str, repe
                 fn()
             sync()
             per_call[name].append((time.perf_counter() - t0) / block)
-    ratios = {k: statistics.median(a / b for a, b in zip(v, per_call[baseline])) for k, v in per_call.items()}
-    return TimingResult({k: statistics.median(v) for k, v in per_call.items()}, ratios, baseline, repeats, block)
+    base = per_call[baseline]
+    ratios = {k: statistics.median(a / b for a, b in zip(v, base)) for k, v in per_call.items()}
+    return TimingResult({k: statistics.median(v) for k, v in per_call.items()}, ratios,
+                        {k: tuple(v) for k, v in per_call.items()}, baseline, repeats, block)
