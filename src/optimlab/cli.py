@@ -84,7 +84,7 @@ def _load(loader: Callable[[], dict[str, Claim]], what: str) -> dict[str, Claim]
     """Import the registered claims/benchmarks; a module that fails to import is reported, exit code 1."""
     try:
         return loader()
-    except Exception:  # noqa: BLE001 - any import failure of a claim module is reported the same way
+    except Exception:
         err = Console(stderr=True, soft_wrap=True)
         err.print(f"[red]error:[/red] a module declaring {what} failed to import:", highlight=False)
         err.print(traceback.format_exc(), highlight=False, markup=False)

@@ -58,7 +58,7 @@ def _split(X: np.ndarray, y: np.ndarray, *, name: str, classification: bool, tes
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
 
     return Split(t((Xtr - mean) / std, dtype), t(ytr, ydt), t((Xte - mean) / std, dtype), t(yte, ydt),
-                 int(len(np.unique(y))) if classification else None, name, t(mean, dtype), t(std, dtype))
+                 len(np.unique(y)) if classification else None, name, t(mean, dtype), t(std, dtype))
 
 
 def load_sklearn(name: str, *, test_size: float = 0.3, seed: int = 0, standardize: bool = True,

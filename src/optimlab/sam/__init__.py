@@ -11,5 +11,20 @@ from optimlab.sam.sam import SAM
 from optimlab.sam.schedule import RhoScheduler
 from optimlab.sam.vasso import VaSSO
 
-__all__ = ["ASAM", "SAM", "RhoScheduler", "FisherSAM", "InfoSAM", "PreSAM", "SharpnessAware", "VaSSO", "amp_step",
-           "asam_scale", "ema_direction", "fisher_scale", "global_norm", "perturbation", "snr_weight"]
+__all__ = [
+           "ASAM",
+           "SAM",
+           "FisherSAM",
+           "InfoSAM",
+           "PreSAM",
+           "RhoScheduler",
+           "SharpnessAware",
+           "VaSSO",
+           "amp_step",
+           "asam_scale",
+           "ema_direction",
+           "fisher_scale",
+           "global_norm",
+           "perturbation",
+           "snr_weight",
+]
