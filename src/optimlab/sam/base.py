@@ -308,6 +308,9 @@ class SharpnessAware(Optimizer):
                 skip = True
         if not skip:
             self.base.step()
+            # The explicit first/second_step API never calls self.step(); tell LR schedulers wrapping this
+            # optimizer that a step happened (torch's LRScheduler checks this flag to warn about call order).
+            self._opt_called = True
         if zero_grad or skip:
             self.zero_grad()
 
