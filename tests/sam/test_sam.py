@@ -448,3 +448,31 @@ def test_agrees_with_pytorch_optimizer_sam():
         theirs.second_step(zero_grad=True)
     for a, b in zip(m1.parameters(), m2.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_two_groups_use_one_global_norm():
+    """Pitfall 7: splitting the parameters into two groups must not change ε (the norm is global)."""
+    x, y = batch(dtype=torch.float64)
+    eps = []
+    for split in (False, True):
+        model = mlp(dtype=torch.float64)
+        groups = ([{"params": list(model[0].parameters())}, {"params": list(model[-1].parameters())}] if split
+                  else [{"params": list(model.parameters())}])
+        opt = SAM(base=torch.optim.SGD(groups, lr=0.1), rho=0.05)
+        before = params_of(model)
+        F.cross_entropy(model(x), y).backward()
+        opt.first_step()
+        eps.append(torch.cat([(p.detach() - b).reshape(-1) for p, b in zip(model.parameters(), before)]))
+        opt.restore()
+    torch.testing.assert_close(eps[0], eps[1], rtol=0, atol=0)
+
+
+def test_bf16_parameters_get_a_finite_perturbation():
+    w = nn.Parameter(torch.full((8,), 1.0, dtype=torch.bfloat16))
+    opt = SAM([w], base=torch.optim.SGD([w], lr=0.0), rho=0.5)
+    w.grad = torch.full((8,), 1e-3, dtype=torch.bfloat16)
+    opt.first_step(zero_grad=False)
+    assert torch.isfinite(w).all()
+    torch.testing.assert_close(w.detach().float(), torch.full((8,), 1.0 + 0.5 / 8**0.5), rtol=1e-2, atol=0)
+    opt.restore()
+    assert torch.equal(w.detach(), torch.full((8,), 1.0, dtype=torch.bfloat16))
