@@ -348,3 +348,21 @@ def test_rho_scheduler_follows_the_lr_and_round_trips():
     assert other.state_dict() == rho_sched.state_dict()
     with pytest.raises(ValueError, match="rho_max"):
         RhoScheduler(opt, rho_min=0.5, rho_max=0.1)
+
+
+def test_snr_weight_matches_the_spec_formula():
+    from optimlab.sam import snr_weight
+
+    gen = torch.Generator().manual_seed(3)
+    beta, delta = 0.8, 1e-6
+    m = s = None
+    for t in range(1, 5):
+        g = torch.randn(50, generator=gen, dtype=torch.float64)
+        m_ref = (1 - beta) * g if m is None else beta * m + (1 - beta) * g
+        s_ref = (1 - beta) * (g - m_ref) ** 2 if s is None else beta * s + (1 - beta) * (g - m_ref) ** 2
+        mh, sh = m_ref / (1 - beta**t), s_ref / (1 - beta**t)
+        o, m, s = snr_weight(m, s, g, t, beta, delta)
+        torch.testing.assert_close(m, m_ref, rtol=1e-12, atol=0)
+        torch.testing.assert_close(s, s_ref, rtol=1e-12, atol=0)
+        torch.testing.assert_close(o, mh**2 / (mh**2 + sh + delta), rtol=1e-12, atol=1e-15)
+        assert bool(((o >= 0) & (o <= 1)).all())

@@ -65,8 +65,9 @@ def snr_weight(
     dev = (g - m).square_()
     s = dev.mul_(1.0 - beta) if s_prev is None else s_prev.mul(beta).add_(dev, alpha=1.0 - beta)
     bias = 1.0 - beta**t
-    m_hat2 = (m / bias).square_()
-    o = m_hat2 / (m_hat2 + s / bias + delta)
+    # o = m̂²/(m̂² + ŝ + δ) with m̂ = m/b, ŝ = s/b, multiplied through by b²: m²/(m² + b·s + b²·δ) (fewer temporaries)
+    m2 = m.square()
+    o = m2.div_(s.mul(bias).add_(m2).add_(bias * bias * delta))
     return o, m, s
 
 
@@ -180,7 +181,7 @@ class PreSAM(SharpnessAware):
             t = state.get("step", 0) + 1
             o, m, s = snr_weight(state.get("m"), state.get("s"), g, t, group["beta"], group["delta"])
             self._stage(p, m=m, s=s, step=t)
-            return o * g
+            return o.mul_(g)
         return self.objective(p, g, group, state)
 
 
