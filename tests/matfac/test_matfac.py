@@ -175,3 +175,16 @@ def test_scaledgd_optimizer_state_dict_round_trip():
     opt2 = ScaledGD([torch.nn.Parameter(P.detach().clone())], lr=0.1, symmetric=True)
     opt2.load_state_dict(opt.state_dict())
     assert opt2.param_groups[0]["lr"] == 0.4
+
+
+def test_noisy_targets_and_best_rank_target():
+    sym = SymmetricMF.random(40, 3, kappa=10, seed=0, noise=0.05)
+    E = sym.A - SymmetricMF.random(40, 3, kappa=10, seed=0).A
+    assert abs(float(torch.linalg.matrix_norm(E)) / float(torch.linalg.matrix_norm(sym.A - E)) - 0.05) < 1e-12
+    assert torch.equal(sym.A, sym.A.T) and int(torch.linalg.matrix_rank(sym.A)) == 40
+    res = scaled_gd(sym, nystrom_init(sym, 3, generator=gen()), eta=0.5, tol=1e-10, target="best", max_iter=500)
+    assert res.converged  # converges to the best rank-3 approximation of the noisy target
+    asym = AsymmetricMF.random(20, 15, 3, seed=0, noise=0.1)
+    assert int(torch.linalg.matrix_rank(asym.A)) == 15
+    with pytest.raises(ValueError, match="noise"):
+        AsymmetricMF.random(20, 15, 3, noise=-1.0)

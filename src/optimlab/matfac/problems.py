@@ -27,6 +27,16 @@ def _haar(m: int, k: int, gen: torch.Generator) -> Tensor:
     return q * torch.sign(torch.diagonal(r))
 
 
+def _noise(A: Tensor, level: float, gen: torch.Generator, *, symmetric: bool) -> Tensor:
+    """Gaussian E (symmetrised if asked) scaled to ‖E‖_F = level·‖A‖_F."""
+    if not (isinstance(level, (int, float)) and level >= 0):
+        raise ValueError(f"noise must be a number >= 0, got {level!r}")
+    E = torch.randn(A.shape, generator=gen, dtype=torch.float64)
+    if symmetric:
+        E = (E + E.T) / 2
+    return E * (level * float(torch.linalg.matrix_norm(A)) / float(torch.linalg.matrix_norm(E)))
+
+
 def _check_rank(rank: int, limit: int, name: str = "rank") -> int:
     if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
         raise ValueError(f"{name} must be an integer in [1, {limit}], got {rank!r}")
@@ -51,12 +61,14 @@ class SymmetricMF:
 
     @classmethod
     def random(cls, m: int, rank: int, kappa: float = 10.0, eigvals=None, seed: int = 0,
-               generator: torch.Generator | None = None) -> SymmetricMF:
+               generator: torch.Generator | None = None, noise: float = 0.0) -> SymmetricMF:
         """A = U diag(λ) Uᵀ with U Haar (m×rank) and λ = geomspace(1, 1/κ, rank) unless ``eigvals`` is given.
 
         ``generator`` (if given) is used instead of ``seed``; pass the same generator on to the initialisation so
         that one seed drives A and the init with independent draws (a fresh generator with the same seed would
         redraw the same Gaussian matrix, putting a random init exactly in range(A)).
+        ``noise`` adds a symmetric Gaussian matrix E with ‖E‖_F = noise·‖A‖_F (A is then full rank and may be
+        indefinite; the PSD check is skipped and the natural target is ``best_rank(r)``).
         """
         _check_rank(rank, m)
         if eigvals is None:
@@ -67,8 +79,11 @@ class SymmetricMF:
             lam = torch.as_tensor(eigvals, dtype=torch.float64)
             if lam.shape != (rank,) or bool((lam < 0).any()):
                 raise ValueError(f"eigvals must be {rank} non-negative values")
-        U = _haar(m, rank, generator if generator is not None else torch.Generator().manual_seed(seed))
-        return cls((U * lam) @ U.T)
+        gen = generator if generator is not None else torch.Generator().manual_seed(seed)
+        A = (U := _haar(m, rank, gen)) * lam @ U.T
+        if noise:
+            A = A + _noise(A, noise, gen, symmetric=True)
+        return cls(A, check=not noise)
 
     @property
     def rank(self) -> int:
@@ -105,7 +120,7 @@ class AsymmetricMF:
 
     @classmethod
     def random(cls, m: int, n: int, rank: int, kappa: float = 10.0, top: float = 1.0, seed: int = 0,
-               singular_values=None, generator: torch.Generator | None = None) -> AsymmetricMF:
+               singular_values=None, generator: torch.Generator | None = None, noise: float = 0.0) -> AsymmetricMF:
         """A = U diag(σ) Vᵀ with Haar U, V and σ = top·geomspace(1, 1/κ, rank) unless ``singular_values``;
         ``generator`` as in :meth:`SymmetricMF.random`."""
         _check_rank(rank, min(m, n))
@@ -113,7 +128,8 @@ class AsymmetricMF:
         sig = (torch.as_tensor(singular_values, dtype=torch.float64) if singular_values is not None
                else top * torch.tensor(np.geomspace(1.0, 1.0 / kappa, rank), dtype=torch.float64))
         U, V = _haar(m, rank, gen), _haar(n, rank, gen)
-        return cls((U * sig) @ V.T)
+        A = (U * sig) @ V.T
+        return cls(A + _noise(A, noise, gen, symmetric=False) if noise else A)
 
     def loss(self, X: Tensor, Y: Tensor) -> float:
         return 0.5 * float(torch.linalg.matrix_norm(X @ Y.T - self.A) ** 2)
