@@ -397,6 +397,7 @@ class SharpnessAware(Optimizer):
                 self.skipped_steps += 1
                 return torch.stack(losses).mean()
             self.base.step()
+            self._opt_called = True  # LR schedulers wrapping this optimizer: a step happened (see second_step)
         self.zero_grad()
         return torch.stack(losses).mean()
 
