@@ -1,73 +1,209 @@
-"""``optimlab bench matfac``: cost of ScaledGD with each initialisation, against plain GD and a direct eigensolver
-(specs/matfac.md §6). All measured in one run, float64, one thread."""
+"""``optimlab bench matfac``: cost of ScaledGD for matrix factorisation (specs/matfac.md §6), measured side by side in
+one run, float64, one thread (torch and BLAS).
+
+* ``matfac.init``: iterations and wall time to relative error 1e-10 from Nyström, random (std 1e-3) and spectral
+  (noise 0.1) starts, as ratios to Nyström; wall time against direct eigensolvers (``scipy.linalg.eigh`` with
+  ``subset_by_index`` and ``scipy.sparse.linalg.eigsh``), reported as is: for plain matrix factorisation a direct
+  eigensolver is the right tool, ScaledGD is a pattern for sensing, completion and LoRA.
+* ``matfac.step``: time per iteration of ScaledGD against GD (target ≤ 1.3) and against a plain numpy
+  implementation of the same update (target ≤ 1.5), symmetric m = 2000, r = 10 and asymmetric 2000×1500, r = 10;
+  largest temporary tensor of one iteration (error evaluation included) against O((m + n)r).
+No peer library implements ScaledGD (the reference code is MATLAB); correctness is cross-checked against the numpy
+update in the tests (T1).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 import time
 
+import numpy as np
 import torch
 
 from optimlab.experiments.common import torch_threads
 from optimlab.experiments.registry import RunContext, register_bench
-from optimlab.matfac import SymmetricMF, nystrom_init, random_init, scaled_gd, spectral_init
-from optimlab.matfac.scaledgd import gram_inverse
+from optimlab.matfac import (
+    AsymmetricMF,
+    SymmetricMF,
+    gd_step,
+    nystrom_init,
+    random_init,
+    scaled_gd,
+    spectral_init,
+)
+from optimlab.matfac.problems import _BLOCK_ELEMENTS
+from optimlab.matfac.scaledgd import scaled_gd_step
 from optimlab.metrics import compare_step_times
 from optimlab.report.schema import ClaimResult
 
-SIZE = {"smoke": 100, "quick": 2000, "full": 4000}  # spec §6: m = 2000
-PER_ITER_TARGET = 1.3  # spec §6: time per iteration ScaledGD / GD <= 1.3 (extra work is O(mr^2 + r^3) vs O(m^2 r))
+PAPER = "Li, Zhang, Mokhtari, He, ICLR 2025, arXiv:2410.18965; ScaledGD: Tong, Ma, Chi, arXiv:2005.08898"
+SIZE = {"smoke": (100, 80), "quick": (2000, 1500), "full": (4000, 3000)}  # spec §6: m = 2000, 2000×1500
+RANK = 10
+PER_ITER_VS_GD = 1.3  # spec §6: the extra work is O(mr² + r³) against the O(m²r) product
+PER_ITER_VS_NUMPY = 1.5  # spec §6: torch at most 1.5× slower than the plain numpy update, float64 CPU
+MEMORY_FACTOR = 4.0  # spec §6: no buffer larger than O((m + n)r); the error blocks hold ≤ _BLOCK_ELEMENTS entries
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def largest_temporary(fn) -> int:
+    """Largest number of elements of any tensor that ``fn()`` allocates, via a dispatch mode (outputs that share
+    storage with an input, i.e. views and in-place results, are not allocations and are skipped)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    def storages(tree) -> set[int]:
+        return {t.untyped_storage().data_ptr() for t in tree_leaves(tree) if isinstance(t, torch.Tensor)}
+
+    class Track(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            seen = storages((args, kwargs))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
+                    Track.largest = max(Track.largest, t.numel())
+            return out
+
+    with Track():
+        fn()
+    return Track.largest
+
+
+def _numpy_sym_step(A: np.ndarray, X: np.ndarray, eta: float) -> np.ndarray:
+    G = X.T @ X
+    return X - eta * (X @ G - A @ X) @ np.linalg.pinv(G, hermitian=True)
+
+
+def _numpy_asym_step(A: np.ndarray, X: np.ndarray, Y: np.ndarray, eta: float) -> tuple[np.ndarray, np.ndarray]:
+    Gx, Gy = X.T @ X, Y.T @ Y
+    return (X - eta * (X @ Gy - A @ Y) @ np.linalg.pinv(Gy, hermitian=True),
+            Y - eta * (Y @ Gx - A.T @ X) @ np.linalg.pinv(Gx, hermitian=True))
 
 
 @register_bench(
-    id="matfac.init", paper="Li, Zhang, Mokhtari, He, ICLR 2025, arXiv:2410.18965; Tong, Ma, Chi arXiv:2005.08898",
-    seeds={"smoke": 1, "quick": 3, "full": 5},
-    statement="Iterations and wall time to 1e-10 of ScaledGD from Nystrom, random and spectral starts (symmetric, "
-    "rank 5, r = 10, kappa = 100), per-iteration cost against GD, and wall time against scipy's eigh.",
-    metric="ratios to Nystrom (iterations, seconds); ScaledGD/GD time per iteration; ScaledGD+Nystrom / eigh time",
-    criterion="target (spec §6): ScaledGD/GD time per iteration <= 1.3 -> holds; the other ratios are reported, not "
-    "gated (a direct eigensolver is the right tool for plain MF; ScaledGD is a pattern for sensing/LoRA)",
+    id="matfac.init", paper=PAPER, seeds={"smoke": 1, "quick": 3, "full": 5},
+    statement="Iterations and wall time of ScaledGD (eta = 1/2) to relative error 1e-10 from Nystrom, random and "
+    "spectral starts (symmetric, m = 2000, rank 10, r = 10, kappa = 100), and against direct eigensolvers.",
+    metric="medians over seeds: iterations and seconds to 1e-10 as ratios to Nystrom; ScaledGD+Nystrom seconds over "
+    "scipy eigh(subset_by_index) and eigsh(k = 10) seconds",
+    criterion="holds if Nystrom needs fewer median iterations to 1e-10 than random and than spectral (the claims of "
+    "nora.sym_quadratic, measured at bench size); the seconds ratios and the eigensolver ratios are reported, not "
+    "gated (a direct eigensolver is the right tool for plain matrix factorisation)",
 )
 def init_bench(ctx: RunContext) -> ClaimResult:
     import scipy.linalg
+    import scipy.sparse.linalg
 
-    m = SIZE[ctx.scale]
+    m = SIZE[ctx.scale][0]
     numbers: dict[str, list[float]] = {}
-    with torch_threads(1):
+    with torch_threads(1), _one_blas_thread():
         for seed in ctx.seeds:
+            ctx.progress(f"seed {seed}")
             g = torch.Generator().manual_seed(seed)
-            prob = SymmetricMF.random(m, 5, kappa=100.0, generator=g)
-            inits = {"nystrom": nystrom_init(prob, 10, generator=g),
-                     "random": random_init(prob, 10, std=1e-3, generator=g),
-                     "spectral": spectral_init(prob, 10, noise=0.1, generator=g)}
-            for name, X0 in inits.items():
+            prob = SymmetricMF.random(m, RANK, kappa=100.0, generator=g, device=ctx.device)
+            starts = {"nystrom": nystrom_init(prob, RANK, generator=g),
+                      "random": random_init(prob, RANK, std=1e-3, generator=g),
+                      "spectral": spectral_init(prob, RANK, noise=0.1, generator=g)}
+            for name, X0 in starts.items():
                 t0 = time.perf_counter()
                 res = scaled_gd(prob, X0, eta=0.5, tol=1e-10, max_iter=600)
-                numbers.setdefault(f"{name}_seconds", []).append(time.perf_counter() - t0)
-                numbers.setdefault(f"{name}_iterations", []).append(res.iterations if res.converged else 600)
-            A = prob.A.numpy()
+                numbers.setdefault(f"{name} seconds", []).append(time.perf_counter() - t0)
+                numbers.setdefault(f"{name} iterations", []).append(res.iterations if res.converged else 600)
+            A = prob.A.cpu().numpy()
             t0 = time.perf_counter()
-            scipy.linalg.eigh(A, subset_by_index=[m - 10, m - 1])
-            numbers.setdefault("eigh_seconds", []).append(time.perf_counter() - t0)
-        X = inits["random"]
-        reps = (2, 2, 1) if ctx.scale == "smoke" else (10, 5, 3)
-        timing = compare_step_times(
-            {"gd": lambda: X - 0.5 * prob.grad(X),
-             "scaledgd": lambda: X - 0.5 * (prob.grad(X) @ gram_inverse(X.T @ X))},
-            baseline="gd", repeats=reps[0], block=reps[1], warmup=reps[2])
-    med = {k: float(torch.tensor(v).median()) for k, v in numbers.items()}
+            scipy.linalg.eigh(A, subset_by_index=[m - RANK, m - 1])
+            numbers.setdefault("eigh seconds", []).append(time.perf_counter() - t0)
+            v0 = np.random.default_rng(seed).standard_normal(m)
+            t0 = time.perf_counter()
+            scipy.sparse.linalg.eigsh(A, k=RANK, v0=v0)
+            numbers.setdefault("eigsh seconds", []).append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in numbers.items()}
     summary = {
-        "per_iteration_scaledgd_over_gd": timing.ratio["scaledgd"],
-        "iterations_random_over_nystrom": med["random_iterations"] / med["nystrom_iterations"],
-        "iterations_spectral_over_nystrom": med["spectral_iterations"] / med["nystrom_iterations"],
-        "seconds_random_over_nystrom": med["random_seconds"] / med["nystrom_seconds"],
-        "seconds_spectral_over_nystrom": med["spectral_seconds"] / med["nystrom_seconds"],
-        "seconds_nystrom_over_eigh": med["nystrom_seconds"] / med["eigh_seconds"],
-        **{k: v for k, v in med.items() if k.endswith("iterations")},
+        "iterations random/nystrom": med["random iterations"] / med["nystrom iterations"],
+        "iterations spectral/nystrom": med["spectral iterations"] / med["nystrom iterations"],
+        "seconds random/nystrom": med["random seconds"] / med["nystrom seconds"],
+        "seconds spectral/nystrom": med["spectral seconds"] / med["nystrom seconds"],
+        "seconds nystrom/eigh": med["nystrom seconds"] / med["eigh seconds"],
+        "seconds nystrom/eigsh": med["nystrom seconds"] / med["eigsh seconds"],
+        **{f"median {k}": v for k, v in med.items()},
     }
-    numbers["per_iteration_ratio_rounds"] = [a / b for a, b in zip(timing.per_round["scaledgd"],
-                                                                   timing.per_round["gd"])]
-    verdict = "holds" if summary["per_iteration_scaledgd_over_gd"] <= PER_ITER_TARGET else "does not hold"
-    return ClaimResult(claim_id="matfac.init", verdict=verdict, numbers=numbers, summary=summary,
-                       notes=f"m = {m}, float64, one thread. Random runs that do not reach 1e-10 in 600 iterations "
-                       "count 600 (over-parameterised random starts stall, specs/matfac.md §3.5). The eigh ratio is "
-                       "reported as is: for plain matrix factorisation a direct eigensolver is the right tool.")
+    ok = summary["iterations random/nystrom"] > 1 and summary["iterations spectral/nystrom"] > 1
+    return ClaimResult(
+        claim_id="matfac.init", verdict="holds" if ok else "does not hold", numbers=numbers, summary=summary,
+        notes=f"m = {m}, rank(A) = r = {RANK}, kappa = 100, float64, one thread; wall times include the relative error "
+        "evaluated at every iteration. Runs that do not reach 1e-10 in 600 iterations count 600. A ratio "
+        "'nystrom/eigh' above 1 means the direct eigensolver is faster, which is expected for plain factorisation.")
+
+
+@register_bench(
+    id="matfac.step", paper=PAPER, seeds={"smoke": 1, "quick": 1, "full": 1},
+    statement="A ScaledGD iteration costs about a GD iteration (the Gram inverse is O(mr^2 + r^3) against the "
+    "O(m^2 r) product), the torch code is as fast as a plain numpy update, and no temporary exceeds O((m + n)r).",
+    metric="median per-round time ratios (interleaved blocks): ScaledGD/GD and torch/numpy per iteration, symmetric "
+    "m x m and asymmetric m x n with r = 10; largest temporary tensor of one iteration with its error evaluation",
+    criterion=f"holds if ScaledGD/GD <= {PER_ITER_VS_GD} and torch/numpy <= {PER_ITER_VS_NUMPY} per iteration in both "
+    f"settings, and the largest temporary <= max({MEMORY_FACTOR:g}(m + n)r, {_BLOCK_ELEMENTS} + n) elements; does "
+    "not hold otherwise",
+)
+def step_bench(ctx: RunContext) -> ClaimResult:
+    m, n = SIZE[ctx.scale]
+    reps = (3, 2, 1) if ctx.scale == "smoke" else (10, 5, 3)  # rounds, calls per block, warm-up calls
+    numbers: dict[str, list[float]] = {}
+    summary: dict[str, float] = {}
+    g = torch.Generator().manual_seed(ctx.seeds[0] if ctx.seeds else 0)
+    sym = SymmetricMF.random(m, RANK, kappa=100.0, generator=g, device=ctx.device)
+    asym = AsymmetricMF.random(m, n, RANK, kappa=100.0, generator=g, device=ctx.device)
+    X = random_init(sym, RANK, generator=g)
+    Xa, Ya = random_init(asym, RANK, generator=g)
+    An, Xn, Aan, Xan, Yan = (t.cpu().numpy() for t in (sym.A, X, asym.A, Xa, Ya))
+    sync = torch.cuda.synchronize if str(ctx.device).startswith("cuda") else None
+    with torch_threads(1), _one_blas_thread():
+        ctx.progress("symmetric step times")
+        t_sym = compare_step_times(
+            {"gd": lambda: gd_step(sym, X, eta=0.5), "scaledgd": lambda: scaled_gd_step(sym, X, eta=0.5),
+             "numpy": lambda: _numpy_sym_step(An, Xn, 0.5)},
+            baseline="scaledgd", repeats=reps[0], block=reps[1], warmup=reps[2], sync=sync)
+        ctx.progress("asymmetric step times")
+        t_asym = compare_step_times(
+            {"gd": lambda: gd_step(asym, Xa, Ya, eta=0.5), "scaledgd": lambda: scaled_gd_step(asym, Xa, Ya, eta=0.5),
+             "numpy": lambda: _numpy_asym_step(Aan, Xan, Yan, 0.5)},
+            baseline="scaledgd", repeats=reps[0], block=reps[1], warmup=reps[2], sync=sync)
+    checks: dict[str, bool] = {}
+    for name, t in (("symmetric", t_sym), ("asymmetric", t_asym)):
+        s, gd_, npy = t.per_round["scaledgd"], t.per_round["gd"], t.per_round["numpy"]
+        numbers[f"{name} scaledgd/gd per round"] = [a / b for a, b in zip(s, gd_)]
+        numbers[f"{name} torch/numpy per round"] = [a / b for a, b in zip(s, npy)]
+        summary[f"{name} scaledgd/gd"] = statistics.median(numbers[f"{name} scaledgd/gd per round"])
+        summary[f"{name} torch/numpy"] = statistics.median(numbers[f"{name} torch/numpy per round"])
+        summary[f"{name} scaledgd ms/iteration"] = 1e3 * t.seconds["scaledgd"]
+        checks[f"{name} scaledgd/gd <= {PER_ITER_VS_GD}"] = summary[f"{name} scaledgd/gd"] <= PER_ITER_VS_GD
+        checks[f"{name} torch/numpy <= {PER_ITER_VS_NUMPY}"] = summary[f"{name} torch/numpy"] <= PER_ITER_VS_NUMPY
+    try:
+        ctx.progress("memory")
+        big_sym = largest_temporary(lambda: sym.rel_error(scaled_gd_step(sym, X, eta=0.5)[0]))
+        big_asym = largest_temporary(lambda: asym.rel_error(*scaled_gd_step(asym, Xa, Ya, eta=0.5)))
+    except ImportError:  # pragma: no cover - private torch API moved
+        big_sym = big_asym = float("nan")
+    for name, big, rows, cols in (("symmetric", big_sym, m, m), ("asymmetric", big_asym, m, n)):
+        unit = (rows + cols) * RANK
+        numbers[f"{name} largest temporary / ((m+n) r)"] = [big / unit]
+        summary[f"{name} largest temporary / ((m+n) r)"] = big / unit
+        checks[f"{name} memory O((m+n) r)"] = big <= max(MEMORY_FACTOR * unit, _BLOCK_ELEMENTS + cols)
+    summary.update({f"check: {k}": float(v) for k, v in checks.items()})
+    return ClaimResult(
+        claim_id="matfac.step", verdict="holds" if all(checks.values()) else "does not hold", numbers=numbers,
+        summary=summary, notes=f"symmetric {m}x{m}, asymmetric {m}x{n}, r = {RANK}, float64, one torch thread and "
+        "one BLAS thread; steps only (no error evaluation) for the times. The numpy reference is the update of "
+        "spec §3.1 with numpy.linalg.pinv(hermitian=True).")
+
+
+__all__ = ["init_bench", "largest_temporary", "step_bench"]

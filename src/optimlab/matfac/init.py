@@ -1,6 +1,15 @@
-"""Initialisations for matrix factorisation: Nyström sketch, small random, spectral (arXiv:2410.18965).
+"""Initialisations for matrix factorisation: Nyström sketch, random, spectral (arXiv:2410.18965, §3.2 of the spec).
 
-Every function takes a ``torch.Generator`` (default: a fresh one seeded 0) and never touches the global RNG.
+Every function takes a ``torch.Generator`` (default: a fresh one seeded 0) and never touches the global RNG. The
+Gaussian draws happen on the generator's device (CPU unless you pass a CUDA generator) and then move to the device
+of A, so a seed gives the same numbers on every device. Results have A's dtype (float64 by default).
+
+The Nyström initialisation X0 = ξ·AΩ is the randomized range sketch of Halko, Martinsson and Tropp
+(arXiv:0909.4061); Li, Zhang, Mokhtari and He (ICLR 2025, arXiv:2410.18965) use it to start ScaledGD.
+What was checked against that paper: the abstract and summaries only (the name, that the start is a sketch of A,
+quadratic convergence in the symmetric exact/OP settings, one-step convergence in the asymmetric one). The paper's
+default ξ and its exact scaling are UNVERIFIED; here ξ = 1 and ``scale="match"`` are options, and claim
+``nora.sym_init_sensitivity`` measures that the rate does not depend on ξ.
 """
 
 from __future__ import annotations
@@ -10,83 +19,112 @@ import math
 import torch
 from torch import Tensor
 
-from optimlab.matfac.problems import AsymmetricMF, SymmetricMF, _check_rank
-
-Problem = SymmetricMF | AsymmetricMF
+from optimlab.matfac.problems import AsymmetricMF, Problem, SymmetricMF, _check_number, as_tensor, check_rank
 
 
 def _gen(generator: torch.Generator | None) -> torch.Generator:
-    return generator if generator is not None else torch.Generator().manual_seed(0)
+    if generator is None:
+        return torch.Generator().manual_seed(0)
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
 
 
-def _cols(problem: Problem) -> int:
-    return problem.n if isinstance(problem, AsymmetricMF) else problem.m
+def _randn(shape: tuple[int, int], gen: torch.Generator, like: Tensor) -> Tensor:
+    z = torch.randn(shape, generator=gen, dtype=torch.float64, device=gen.device)
+    return z.to(dtype=like.dtype, device=like.device)
 
 
-def nystrom_init(problem: Problem, r: int, *, xi: float = 1.0, scale: str = "none", perturb: float = 0.0,
+def _check_problem(problem) -> None:
+    if not isinstance(problem, (SymmetricMF, AsymmetricMF)):
+        raise ValueError(f"problem must be a SymmetricMF or AsymmetricMF, got {type(problem).__name__}")
+
+
+def nystrom_init(problem, r: int, *, xi: float = 1.0, scale: str = "none", perturb: float = 0.0,
                  generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, Tensor]:
-    """Nyström sketch X0 = ξ·A·Ω, Ω i.i.d. N(0, 1) (n×r); asymmetric problems return (X0, Y0 = 0).
+    """Nyström sketch X0 = ξ·A·Ω with Ω ∈ ℝ^{n×r} i.i.d. N(0, 1); asymmetric problems return (X0, Y0 = 0).
 
-    X0 lies in col(A) (a randomized range sketch, Halko–Martinsson–Tropp arXiv:0909.4061). ``scale="match"``
-    rescales X0 so that ‖X0X0ᵀ‖₂ = ‖A‖₂ (symmetric) or ‖X0‖₂² = ‖A‖₂ (asymmetric); ``perturb=δ`` adds
-    δ·(‖X0‖_F/√(mr))·N(0, 1), which leaves col(A).
+    X0 lies exactly in col(A). ``problem`` may also be a plain matrix M (tensor or numpy array), e.g. the
+    back-projection 𝒜*(y) of a sensing problem: then X0 = ξ·MΩ alone is returned (pair it with Y0 = 0 for an
+    asymmetric model).
+
+    Args:
+        r: number of columns, in [1, min(m, n)].
+        xi: scale ξ (finite, non-zero). The paper's default is UNVERIFIED; the fast rate is insensitive to it.
+        scale: ``"none"``, or ``"match"`` to rescale X0 so that ‖X0‖₂² = ‖A‖₂ (i.e. ‖X0X0ᵀ‖₂ = ‖A‖₂).
+        perturb: δ ≥ 0 adds δ·(‖X0‖_F/√(mr))·N(0, 1), which leaves col(A) (for the sensitivity claim).
+        generator: source of Ω (and of the perturbation); default a fresh generator seeded 0.
     """
-    _check_rank(r, min(problem.A.shape), "r")
+    if isinstance(problem, (SymmetricMF, AsymmetricMF)):
+        A = problem.A
+    else:
+        A = as_tensor(problem, "problem (a SymmetricMF, AsymmetricMF or a matrix)")
+    r = check_rank(r, min(A.shape))
     if scale not in ("none", "match"):
         raise ValueError(f"scale must be 'none' or 'match', got {scale!r}")
-    if not (isinstance(xi, (int, float)) and math.isfinite(xi) and xi != 0):
-        raise ValueError(f"xi must be a finite non-zero number, got {xi!r}")
-    if not (isinstance(perturb, (int, float)) and perturb >= 0):
-        raise ValueError(f"perturb must be >= 0, got {perturb!r}")
+    xi = _check_number(xi, "xi", lo=-math.inf, strict=True)
+    if xi == 0:
+        raise ValueError("xi must be a finite non-zero number, got 0")
+    perturb = _check_number(perturb, "perturb", lo=0.0, strict=False)
     gen = _gen(generator)
-    omega = torch.randn(_cols(problem), r, generator=gen, dtype=torch.float64).to(problem.A.device)
-    X0 = xi * (problem.A @ omega)
+    X0 = xi * (A @ _randn((A.shape[1], r), gen, A))
     if scale == "match":
-        a2 = float(torch.linalg.matrix_norm(problem.A, ord=2))
+        if isinstance(problem, (SymmetricMF, AsymmetricMF)):
+            a2 = problem.spectral_norm
+        else:
+            a2 = float(torch.linalg.matrix_norm(A, ord=2))
         x2 = float(torch.linalg.matrix_norm(X0, ord=2)) ** 2
         if x2 > 0:
             X0 = X0 * math.sqrt(a2 / x2)
     if perturb > 0:
         m = X0.shape[0]
-        noise = torch.randn(m, r, generator=gen, dtype=torch.float64).to(X0.device)
-        X0 = X0 + perturb * float(torch.linalg.matrix_norm(X0)) / math.sqrt(m * r) * noise
+        X0 = X0 + perturb * float(torch.linalg.matrix_norm(X0)) / math.sqrt(m * r) * _randn((m, r), gen, A)
     if isinstance(problem, AsymmetricMF):
-        return X0, torch.zeros(problem.n, r, dtype=torch.float64, device=X0.device)
+        return X0, torch.zeros(problem.n, r, dtype=A.dtype, device=A.device)
     return X0
 
 
 def random_init(problem: Problem, r: int, *, std: float | None = None,
                 generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, Tensor]:
-    """I.i.d. N(0, std²) entries, default std = 1/√m; both factors random for asymmetric problems."""
-    _check_rank(r, min(problem.A.shape), "r")
+    """I.i.d. N(0, std²) entries, default std = 1/√m; for an asymmetric problem both factors (X0, Y0) are random.
+
+    The usual "small random" baseline is std = 1e-3. The draw is not projected onto range(A) (spec §7 P10).
+    """
+    _check_problem(problem)
+    r = check_rank(r, min(problem.A.shape))
     m = problem.A.shape[0]
-    std = 1.0 / math.sqrt(m) if std is None else std
-    if not (isinstance(std, (int, float)) and std > 0):
-        raise ValueError(f"std must be > 0, got {std!r}")
+    std = 1.0 / math.sqrt(m) if std is None else _check_number(std, "std", lo=0.0, strict=True)
     gen = _gen(generator)
-    X0 = std * torch.randn(m, r, generator=gen, dtype=torch.float64).to(problem.A.device)
+    X0 = std * _randn((m, r), gen, problem.A)
     if isinstance(problem, AsymmetricMF):
-        return X0, std * torch.randn(problem.n, r, generator=gen, dtype=torch.float64).to(problem.A.device)
+        return X0, std * _randn((problem.n, r), gen, problem.A)
     return X0
 
 
 def spectral_init(problem: Problem, r: int, *, noise: float = 0.0,
                   generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, Tensor]:
-    """Top-r factors U_r Λ_r^{1/2} (or U_rΣ_r^{1/2}, V_rΣ_r^{1/2}) plus relative Gaussian noise. A baseline, not a
-    solver: with noise = 0 in the exact/OP regime it is already optimal."""
-    _check_rank(r, min(problem.A.shape), "r")
-    if not (isinstance(noise, (int, float)) and noise >= 0):
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    """Top-r factors U_r Λ_r^{½} (symmetric) or (U_rΣ_r^{½}, V_rΣ_r^{½}) (asymmetric), plus relative noise.
+
+    Columns beyond the numerical rank of A are exactly zero. ``noise=ν`` adds ν·(‖F‖_F/√(size of F))·N(0, 1) to
+    each factor F. With ν = 0 in the exact or OP regime this is already optimal: a baseline (the start used by
+    Tong, Ma, Chi, arXiv:2005.08898), not a solver.
+    """
+    _check_problem(problem)
+    r = check_rank(r, min(problem.A.shape))
+    noise = _check_number(noise, "noise", lo=0.0, strict=False)
     gen = _gen(generator)
 
     def noisy(F: Tensor) -> Tensor:
         if noise == 0:
             return F
-        z = torch.randn(F.shape, generator=gen, dtype=torch.float64).to(F.device)
-        return F + noise * float(torch.linalg.matrix_norm(F)) / math.sqrt(F.numel()) * z
+        return F + noise * float(torch.linalg.matrix_norm(F)) / math.sqrt(F.numel()) * _randn(tuple(F.shape), gen, F)
 
+    keep = torch.arange(r, device=problem.A.device) < problem.rank
     if isinstance(problem, AsymmetricMF):
-        s = problem.S[:r].sqrt()
+        s = torch.where(keep, problem.S[:r].sqrt(), torch.zeros_like(problem.S[:r]))
         return noisy(problem.U[:, :r] * s), noisy(problem.Vh[:r].T * s)
     lam = problem.eigvals.flip(0)[:r].clamp_min(0).sqrt()
-    return noisy(problem.eigvecs.flip(1)[:, :r] * lam)
+    return noisy(problem.eigvecs.flip(1)[:, :r] * torch.where(keep, lam, torch.zeros_like(lam)))
+
+
+__all__ = ["nystrom_init", "random_init", "spectral_init"]

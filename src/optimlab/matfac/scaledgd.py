@@ -1,11 +1,25 @@
 """ScaledGD (Tong, Ma, Chi, JMLR 2021, arXiv:2005.08898) and plain GD for matrix factorisation.
 
-Symmetric:  X⁺ = X − η·(XXᵀ − A)·X·(XᵀX)^†              (the gradient of ¼‖XXᵀ − A‖_F², preconditioned)
-Asymmetric (simultaneous, both from the old iterate):
-            X⁺ = X − η·(XYᵀ − A)·Y·(YᵀY)^†,   Y⁺ = Y − η·(XYᵀ − A)ᵀ·X·(XᵀX)^†
-η is defined on ¼‖·‖² (symmetric) and ½‖·‖² (asymmetric): with ½‖XXᵀ − A‖² as the loss, halve η.
-With a Nyström start (arXiv:2410.18965) and η = ½ the symmetric exact/over-parameterised iteration is quadratic
-(derived in specs/matfac.md §3.4; the paper's theorem constants are UNVERIFIED).
+Symmetric (loss ¼‖XXᵀ − A‖_F²):
+    X⁺ = X − η·(XXᵀ − A)·X·(XᵀX)^†
+Asymmetric (loss ½‖XYᵀ − A‖_F²; simultaneous update, both factors from the old iterate):
+    X⁺ = X − η·(XYᵀ − A)·Y·(YᵀY)^†,     Y⁺ = Y − η·(XYᵀ − A)ᵀ·X·(XᵀX)^†
+GD is the same without the Gram factors (stable for η ≲ 1/σ₁(A), so its iteration count grows like κ).
+
+Loss convention (spec §7 P1): η is defined on the gradients of exactly these losses. Writing the symmetric loss as
+½‖XXᵀ − A‖² doubles the gradient: use η (``lr``) = 0.25 there to get the η = ½ iteration.
+
+Why η = ½ from a Nyström start is quadratic (derived in specs/matfac.md §3.4, checked by the tests, not taken from
+the paper): with A = UΣUᵀ and X = UQ (Nyström keeps X in range(A)), P = QQᵀ obeys
+    P⁺ − Σ = ¼ (P − Σ) P⁻¹ (P − Σ)          at η = ½ (a Newton/Heron iteration),
+and P⁺ − Σ ≈ (1 − 2η)(P − Σ) otherwise, so the tail is linear with factor |1 − 2η| for η ≠ ½. Li, Zhang, Mokhtari,
+He (ICLR 2025, arXiv:2410.18965) state quadratic convergence for ScaledGD with Nyström initialisation in the
+symmetric exact/OP settings and fast, even one-step, convergence in the asymmetric one; only those abstract-level
+statements were checked against the paper: its theorem constants and step-size conditions are UNVERIFIED.
+
+Gram inverse (shared with the LoRA preconditioners, spec §8): ``"pinv"`` (default; needed in the OP regime, where
+XᵀX is singular), ``"damped"`` (XᵀX + λI)⁻¹ (keeps the fixed points but makes the quadratic tail linear with factor
+≈ λ/(λ_min(A) + λ) at η = ½), or ``"inv"`` (raises ``ValueError`` on a singular Gram).
 """
 
 from __future__ import annotations
@@ -18,187 +32,313 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from optimlab.matfac.problems import AsymmetricMF, SymmetricMF, as_tensor
+from optimlab.matfac.problems import AsymmetricMF, SymmetricMF, _check_number, as_tensor, check_rank
 
 INVERSES = ("pinv", "damped", "inv")
+STATUSES = ("converged", "max_iter", "diverged")
+DIVERGENCE_FACTOR = 1e12  # error above 1e12 × the initial error (or non-finite) = diverged (spec §5, "Divergence")
 
 
+# --------------------------------------------------------------------------------------------- result
 @dataclass(frozen=True)
 class MFResult:
-    """Outcome of a run: factors, relative error per iteration (iteration 0 included), status and more."""
+    """Outcome of :func:`scaled_gd` / :func:`gd` (an SCS/CVXPY-style result, not just an array).
+
+    Attributes:
+        X, Y: final factors (``Y`` is ``None`` for a symmetric problem), torch tensors on A's device.
+        errors: relative error to the target at every iteration, iteration 0 (the start) included.
+        iterations: steps taken (``len(errors) - 1``).
+        status: ``"converged"`` (error ≤ ``tol``), ``"max_iter"`` or ``"diverged"``.
+        rank_gram: numerical rank of XᵀX at the end (eigenvalues above r·eps·λ_max): the rank found.
+        seconds: wall time of the run (errors included).
+        tol: the tolerance the run stopped at.
+    """
 
     X: Tensor
     Y: Tensor | None
     errors: list[float]
     iterations: int
-    status: str  # "converged" | "max_iter" | "diverged"
+    status: str
     rank_gram: int
     seconds: float
+    tol: float = 0.0
 
     @property
     def converged(self) -> bool:
         return self.status == "converged"
 
+    def iterations_to(self, tol: float) -> int | None:
+        """First iteration whose error is ≤ ``tol`` (``None`` if never reached in this run)."""
+        return next((i for i, e in enumerate(self.errors) if e <= tol), None)
+
     def to_numpy(self):
-        return self.X.cpu().numpy(), None if self.Y is None else self.Y.cpu().numpy()
+        """(X, Y) as numpy arrays (Y is ``None`` for a symmetric problem)."""
+        return self.X.detach().cpu().numpy(), None if self.Y is None else self.Y.detach().cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------- pure maths
+def _check_inverse(inverse, damping, rtol) -> None:
+    if inverse not in INVERSES:
+        raise ValueError(f"inverse must be one of {INVERSES}, got {inverse!r}")
+    _check_number(damping, "damping", lo=0.0, strict=False)
+    if rtol is not None:
+        _check_number(rtol, "rtol", lo=0.0, strict=False)
 
 
 def gram_inverse(G: Tensor, inverse: str = "pinv", damping: float = 0.0, rtol: float | None = None) -> Tensor:
-    """(G)^† of an r×r Gram: ``pinv`` via eigh with eigenvalues ≤ rtol·λ_max dropped (default rtol = r·eps),
-    ``damped`` (G + λI)⁻¹, or ``inv`` (Cholesky; ``ValueError`` if G is singular)."""
-    r = G.shape[0]
-    if inverse == "pinv":
-        lam, V = torch.linalg.eigh(G)
-        tol = (r * torch.finfo(G.dtype).eps if rtol is None else rtol) * float(lam.abs().max().clamp_min(0))
-        inv = torch.where(lam > tol, 1.0 / torch.where(lam > tol, lam, torch.ones_like(lam)), torch.zeros_like(lam))
-        return (V * inv) @ V.T
-    eye = torch.eye(r, dtype=G.dtype, device=G.device)
+    """Inverse of an r×r PSD Gram matrix G = FᵀF, as ScaledGD uses it.
+
+    ``"pinv"``: V diag(1/λ_i for λ_i > rtol·λ_max, else 0) Vᵀ from ``eigh``; default rtol = r·eps (torch's
+    ``pinv`` default). ``"damped"``: (G + λI)⁻¹ with λ = ``damping``. ``"inv"``: G⁻¹, with a ``ValueError`` when G is
+    singular (λ_min ≤ r·eps·λ_max), suggesting ``"pinv"``.
+    """
+    _check_inverse(inverse, damping, rtol)
+    r = G.shape[-1]
+    eps = torch.finfo(G.dtype).eps
     if inverse == "damped":
-        return torch.linalg.inv(G + damping * eye)
-    L, info = torch.linalg.cholesky_ex(G)
-    if int(info) != 0:
-        raise ValueError("inverse='inv' needs a non-singular Gram XᵀX; use inverse='pinv' (over-parameterised runs)")
-    return torch.cholesky_inverse(L)
+        G = G + damping * torch.eye(r, dtype=G.dtype, device=G.device)
+        inverse, rtol = "inv", 0.0 if damping > 0 else None
+    lam, V = torch.linalg.eigh(G)
+    lam_max = float(lam.abs().max())
+    cut = (r * eps if rtol is None else rtol) * lam_max
+    if inverse == "inv":
+        if not float(lam[0]) > max(cut, 0.0) or lam_max == 0:
+            raise ValueError(f"the Gram matrix is singular (λ_min = {float(lam[0]):.3e}, λ_max = {lam_max:.3e}) so "
+                             "inverse='inv' cannot be used; use inverse='pinv' (needed when r > rank(A), the "
+                             "over-parameterised regime) or inverse='damped'")
+        return (V / lam) @ V.T
+    keep = lam > cut
+    inv = torch.where(keep, 1.0 / torch.where(keep, lam, torch.ones_like(lam)), torch.zeros_like(lam))
+    return (V * inv) @ V.T
 
 
-def _rank(G: Tensor) -> int:
+def _numerical_rank(G: Tensor) -> int:
     lam = torch.linalg.eigvalsh(G)
-    return int((lam > G.shape[0] * torch.finfo(G.dtype).eps * float(lam.abs().max().clamp_min(1e-300))).sum())
+    lam_max = float(lam.abs().max())
+    return 0 if lam_max == 0 else int((lam > G.shape[0] * torch.finfo(G.dtype).eps * lam_max).sum())
 
 
-def _validate(eta, max_iter, tol, inverse, damping) -> None:
-    if not (isinstance(eta, (int, float)) and not isinstance(eta, bool) and math.isfinite(eta) and eta > 0):
-        raise ValueError(f"eta must be a finite number > 0, got {eta!r}")
+def _scaled(grad: Tensor, F: Tensor, inverse: str, damping: float, rtol: float | None) -> Tensor:
+    """grad·(FᵀF)^† — and exactly 0 when F = 0 (then grad = 0 too: no division by a zero Gram, spec §7 P7)."""
+    if not bool(F.any()):
+        return torch.zeros_like(grad)
+    return grad @ gram_inverse(F.T @ F, inverse, damping, rtol)
+
+
+def scaled_gd_step(problem: SymmetricMF | AsymmetricMF, X: Tensor, Y: Tensor | None = None, *, eta: float = 0.5,
+                   inverse: str = "pinv", damping: float = 0.0,
+                   rtol: float | None = None) -> tuple[Tensor, Tensor | None]:
+    """One ScaledGD step (module docstring), tensors in, tensors out: returns (X⁺, Y⁺) (Y⁺ is ``None`` if
+    symmetric). Costs one A·X (and one Aᵀ·X) plus O((m + n)r² + r³); no m×n temporary."""
+    if isinstance(problem, SymmetricMF):
+        return X - eta * _scaled(problem.grad(X), X, inverse, damping, rtol), None
+    gX, gY = problem.grad(X, Y)
+    return (X - eta * _scaled(gX, Y, inverse, damping, rtol), Y - eta * _scaled(gY, X, inverse, damping, rtol))
+
+
+def gd_step(problem: SymmetricMF | AsymmetricMF, X: Tensor, Y: Tensor | None = None, *,
+            eta: float) -> tuple[Tensor, Tensor | None]:
+    """One plain gradient step on ¼‖XXᵀ − A‖² (X⁺ = X − η(XXᵀ − A)X) or ½‖XYᵀ − A‖² (simultaneous)."""
+    if isinstance(problem, SymmetricMF):
+        return X - eta * problem.grad(X), None
+    gX, gY = problem.grad(X, Y)
+    return X - eta * gX, Y - eta * gY
+
+
+# --------------------------------------------------------------------------------------------- solvers
+def _validate_run(eta, max_iter, tol) -> None:
+    _check_number(eta, "eta", lo=0.0, strict=True)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol!r}")
-    if inverse not in INVERSES:
-        raise ValueError(f"inverse must be one of {INVERSES}, got {inverse!r}")
-    if not (isinstance(damping, (int, float)) and damping >= 0):
-        raise ValueError(f"damping must be >= 0, got {damping!r}")
+    _check_number(tol, "tol", lo=0.0, strict=True)
 
 
-def _run(problem, X0, Y0, eta, max_iter, tol, target, step_fn, raise_on_divergence, callback) -> MFResult:
-    sym = isinstance(problem, SymmetricMF)
-    X = as_tensor(X0, "X0", device=problem.A.device)
-    if X.shape[0] != problem.A.shape[0]:
-        raise ValueError(f"X0 must have {problem.A.shape[0]} rows, got shape {tuple(X.shape)}")
-    Y = None
-    if not sym:
-        if Y0 is None:
-            raise ValueError("Y0 is required for an asymmetric problem")
-        Y = as_tensor(Y0, "Y0", device=problem.A.device)
-        if Y.shape != (problem.n, X.shape[1]):
-            raise ValueError(f"Y0 must have shape {(problem.n, X.shape[1])}, got {tuple(Y.shape)}")
+def _factors(problem, X0, Y0) -> tuple[Tensor, Tensor | None]:
+    if not isinstance(problem, (SymmetricMF, AsymmetricMF)):
+        raise ValueError(f"problem must be a SymmetricMF or AsymmetricMF, got {type(problem).__name__}")
+    A = problem.A
+    X = as_tensor(X0, "X0", dtype=A.dtype, device=A.device)
+    if X.shape[0] != A.shape[0]:
+        raise ValueError(f"X0 must have shape (m, r) = ({A.shape[0]}, r), got {tuple(X.shape)}")
+    check_rank(X.shape[1], min(A.shape), "r (columns of X0)")
+    if isinstance(problem, SymmetricMF):
+        if Y0 is not None:
+            raise ValueError("Y0 must be None for a symmetric problem (the model is XXᵀ)")
+        return X, None
+    if Y0 is None:
+        raise ValueError("Y0 is required for an asymmetric problem (use Y0 = 0 with a Nyström X0)")
+    Y = as_tensor(Y0, "Y0", dtype=A.dtype, device=A.device)
+    if tuple(Y.shape) != (problem.n, X.shape[1]):
+        raise ValueError(f"Y0 must have shape (n, r) = {(problem.n, X.shape[1])}, got {tuple(Y.shape)}")
+    return X, Y
+
+
+def _run(problem, X0, Y0, step: Callable, *, max_iter: int, tol: float, target: str,
+         callback: Callable | None, raise_on_divergence: bool) -> MFResult:
+    if target not in ("A", "best"):
+        raise ValueError(f"target must be 'A' or 'best', got {target!r}")
+    X, Y = _factors(problem, X0, Y0)
+    sym = Y is None
 
     def err() -> float:
         return problem.rel_error(X, target=target) if sym else problem.rel_error(X, Y, target=target)
 
     t0 = time.perf_counter()
-    errors = [err()]
-    status = "max_iter"
-    for it in range(1, max_iter + 1):
-        X, Y = step_fn(X, Y)
-        errors.append(err())
-        if callback is not None:
-            callback(it, X, Y, errors[-1])
-        if not math.isfinite(errors[-1]) or errors[-1] > 1e12 * max(errors[0], 1e-300):
-            status = "diverged"
-            if raise_on_divergence:
-                raise FloatingPointError(f"diverged at iteration {it}: relative error {errors[-1]}")
-            break
-        if errors[-1] <= tol:
-            status = "converged"
-            break
-    G = X.T @ X
-    return MFResult(X, Y, errors, len(errors) - 1, status, _rank(G), time.perf_counter() - t0)
+    with torch.no_grad():
+        errors = [err()]
+        status = "converged" if errors[0] <= tol else "max_iter"
+        for it in range(1, max_iter + 1 if status != "converged" else 1):
+            X, Y = step(X, Y)
+            errors.append(err())
+            if callback is not None:
+                callback(it, X, Y, errors[-1])
+            e = errors[-1]
+            if not math.isfinite(e) or e > DIVERGENCE_FACTOR * max(errors[0], 1e-300):
+                status = "diverged"
+                if raise_on_divergence:
+                    raise FloatingPointError(f"diverged at iteration {it}: relative error {e:.3e} (initial "
+                                             f"{errors[0]:.3e})")
+                break
+            if e <= tol:  # only the tolerance stops a run: a transient rise (phase 1) never does (spec §7 P4)
+                status = "converged"
+                break
+        rank = _numerical_rank(X.T @ X) if bool(torch.isfinite(X).all()) else 0
+    return MFResult(X, Y, errors, len(errors) - 1, status, rank, time.perf_counter() - t0, float(tol))
 
 
 def scaled_gd(problem: SymmetricMF | AsymmetricMF, X0, Y0=None, *, eta: float = 0.5, max_iter: int = 1000,
               tol: float = 1e-12, target: str = "A", inverse: str = "pinv", damping: float = 0.0,
               rtol: float | None = None, callback: Callable | None = None,
               raise_on_divergence: bool = False) -> MFResult:
-    """Run ScaledGD (module docstring) until the relative error to ``target`` is ≤ ``tol`` or ``max_iter``."""
-    _validate(eta, max_iter, tol, inverse, damping)
-    A = problem.A
+    """Run ScaledGD (module docstring) from (X0[, Y0]) until the relative error is ≤ ``tol`` or ``max_iter``.
 
-    def step(X, Y):
-        if Y is None:
-            return X - eta * (problem.grad(X) @ gram_inverse(X.T @ X, inverse, damping, rtol)), None
-        R = X @ Y.T - A
-        return (X - eta * (R @ Y) @ gram_inverse(Y.T @ Y, inverse, damping, rtol),
-                Y - eta * (R.T @ X) @ gram_inverse(X.T @ X, inverse, damping, rtol))
-
-    return _run(problem, X0, Y0, eta, max_iter, tol, target, step, raise_on_divergence, callback)
+    Args:
+        eta: step size η > 0 on ¼‖XXᵀ − A‖² (symmetric) / ½‖XYᵀ − A‖² (asymmetric). η = ½ gives the quadratic
+            tail from a Nyström start (symmetric exact/OP); η = 1 gives the one-step solution from (AΩ, 0).
+        target: ``"A"``, or ``"best"`` for A_r (the under-parameterised regime, spec §7 P8).
+        inverse, damping, rtol: see :func:`gram_inverse`.
+        callback: ``callback(iteration, X, Y, error)`` after each step.
+        raise_on_divergence: raise ``FloatingPointError`` instead of returning status ``"diverged"``.
+    X0, Y0 may be numpy arrays; they are converted to A's dtype and device.
+    """
+    _validate_run(eta, max_iter, tol)
+    _check_inverse(inverse, damping, rtol)
+    return _run(problem, X0, Y0,
+                lambda X, Y: scaled_gd_step(problem, X, Y, eta=eta, inverse=inverse, damping=damping, rtol=rtol),
+                max_iter=max_iter, tol=tol, target=target, callback=callback, raise_on_divergence=raise_on_divergence)
 
 
 def gd(problem: SymmetricMF | AsymmetricMF, X0, Y0=None, *, eta: float, max_iter: int = 1000, tol: float = 1e-12,
        target: str = "A", callback: Callable | None = None, raise_on_divergence: bool = False) -> MFResult:
-    """Plain gradient descent on the same losses (no Gram preconditioner); stable for η ≲ 1/σ₁(A)."""
-    _validate(eta, max_iter, tol, "pinv", 0.0)
-
-    def step(X, Y):
-        if Y is None:
-            return X - eta * problem.grad(X), None
-        gX, gY = problem.grad(X, Y)
-        return X - eta * gX, Y - eta * gY
-
-    return _run(problem, X0, Y0, eta, max_iter, tol, target, step, raise_on_divergence, callback)
+    """Plain gradient descent on the same losses (same arguments as :func:`scaled_gd`, no Gram inverse; η has no
+    default: a stable step needs η ≲ 1/σ₁(A))."""
+    _validate_run(eta, max_iter, tol)
+    return _run(problem, X0, Y0, lambda X, Y: gd_step(problem, X, Y, eta=eta), max_iter=max_iter, tol=tol,
+                target=target, callback=callback, raise_on_divergence=raise_on_divergence)
 
 
-def tail_iterations(errors: list[float], hi: float = 1e-2, lo: float = 1e-12) -> int | None:
-    """Iterations from the first error < ``hi`` to the first error < ``lo`` (``None`` if either is never reached)."""
+# --------------------------------------------------------------------------------------------- rate helpers
+def tail_iterations(errors: list[float], hi: float = 1e-2, lo: float = 1e-12, *,
+                    dtype: torch.dtype | None = None) -> int | None:
+    """Iterations from the first error < ``hi`` to the first error < ``lo`` (``None`` if either is not reached).
+
+    With ``dtype`` given, lo is raised to max(lo, 1e3·eps(dtype)): 1e-12 is out of reach in float32 (§7 P5).
+    """
+    if dtype is not None:
+        lo = max(lo, 1e3 * torch.finfo(dtype).eps)
+    if not 0 < lo < hi:
+        raise ValueError(f"need 0 < lo < hi, got lo={lo!r}, hi={hi!r}")
     first_hi = next((i for i, e in enumerate(errors) if e < hi), None)
     first_lo = next((i for i, e in enumerate(errors) if e < lo), None)
     return None if first_hi is None or first_lo is None else first_lo - first_hi
 
 
 def contraction(errors: list[float], k: int = 10) -> float:
-    """Geometric-mean ratio e_{t+1}/e_t over the last ``k`` steps."""
+    """Geometric-mean ratio (e_T/e_{T−k})^{1/k} over the last ``k`` steps (positive errors only)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
     tail = [e for e in errors[-(k + 1):] if e > 0]
     if len(tail) < 2:
-        raise ValueError("need at least two positive errors")
+        raise ValueError("contraction needs at least two positive errors")
     return (tail[-1] / tail[0]) ** (1.0 / (len(tail) - 1))
 
 
+def quadratic_ratios(errors: list[float], *, hi: float, lo: float = 1e-6) -> list[float]:
+    """e_{t+1}/e_t² for every t with lo ≤ e_t ≤ hi: bounded for a quadratic rate, growing like 1/e_t for a linear
+    one. ``lo`` keeps e_t² well above float64 round-off (1e-6 → e_t² = 1e-12 ≫ 1e-16)."""
+    if not 0 < lo < hi:
+        raise ValueError(f"need 0 < lo < hi, got lo={lo!r}, hi={hi!r}")
+    return [b / (a * a) for a, b in zip(errors[:-1], errors[1:]) if lo <= a <= hi]
+
+
+# --------------------------------------------------------------------------------------------- optimizer
 class ScaledGD(torch.optim.Optimizer):
     """ScaledGD as a ``torch.optim.Optimizer`` for any differentiable loss of XXᵀ or XYᵀ (sensing, completion).
 
-    A group holds one factor (``symmetric=True``) or the ordered pair [X, Y]. ``step`` replaces each factor's
-    autograd gradient ∇_X by ∇_X (XᵀX)^† (symmetric) or ∇_X (YᵀY)^†, ∇_Y (XᵀX)^† (pair, simultaneous), then
-    X ← X − lr·(scaled gradient). On ¼‖XXᵀ − A‖² / ½‖XYᵀ − A‖² this equals :func:`scaled_gd`'s step.
+    A group holds factors X (``symmetric=True``; each parameter is its own factor) or exactly one ordered pair
+    [X, Y] (``symmetric=False``). ``step`` replaces the autograd gradients by the scaled ones, simultaneously,
+        X ← X − lr·∇_X (XᵀX)^†                        (symmetric)
+        X ← X − lr·∇_X (YᵀY)^†,   Y ← Y − lr·∇_Y (XᵀX)^†   (pair)
+    On ¼‖XXᵀ − A‖² / ½‖XYᵀ − A‖² this is :func:`scaled_gd_step` with η = lr. With a ½‖XXᵀ − A‖² loss the gradient
+    doubles: use lr = 0.25 for the η = ½ iteration (lr = 0.5 there is η = 1, which does not converge, §7 P1).
+
+    A non-finite gradient or closure loss raises ``FloatingPointError`` and leaves the parameters untouched
+    (``skip_nonfinite=True`` skips the step instead). The optimizer keeps no per-parameter state, so
+    ``state_dict``/``load_state_dict`` (hyperparameters) resume bit-identically; LR schedulers work on ``lr``.
     """
 
-    def __init__(self, params, lr: float = 0.5, *, symmetric: bool, inverse: str = "pinv", damping: float = 0.0):
-        _validate(lr, 1, 1.0, inverse, damping)
-        super().__init__(params, dict(lr=float(lr), symmetric=bool(symmetric), inverse=inverse,
-                                      damping=float(damping)))
+    def __init__(self, params, lr: float = 0.5, *, symmetric: bool, inverse: str = "pinv", damping: float = 0.0,
+                 rtol: float | None = None, skip_nonfinite: bool = False) -> None:
+        _check_number(lr, "lr", lo=0.0, strict=True)
+        _check_inverse(inverse, damping, rtol)
+        if not isinstance(symmetric, bool):
+            raise ValueError(f"symmetric must be True (one factor per parameter) or False (pairs [X, Y]), "
+                             f"got {symmetric!r}")
+        self.skip_nonfinite = bool(skip_nonfinite)
+        super().__init__(params, dict(lr=float(lr), symmetric=symmetric, inverse=inverse, damping=float(damping),
+                                      rtol=rtol))
         for g in self.param_groups:
             n = len(g["params"])
-            if (g["symmetric"] and n < 1) or (not g["symmetric"] and n != 2):
-                raise ValueError("ScaledGD with symmetric=False needs groups of exactly 2 parameters [X, Y]; "
-                                 f"got {n}")
+            if not g["symmetric"] and n != 2:
+                raise ValueError(f"ScaledGD with symmetric=False needs every group to hold exactly 2 parameters "
+                                 f"[X, Y]; a group has {n}")
+            for p in g["params"]:
+                if p.dim() != 2:
+                    raise ValueError(f"ScaledGD factors must be 2-D matrices, got a parameter of shape "
+                                     f"{tuple(p.shape)}")
+            if not g["symmetric"] and g["params"][0].shape[1] != g["params"][1].shape[1]:
+                raise ValueError("the pair [X, Y] must have the same number of columns r, got shapes "
+                                 f"{tuple(g['params'][0].shape)} and {tuple(g['params'][1].shape)}")
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Tensor] | None = None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        updates: list[tuple[Tensor, Tensor]] = []
+        finite = loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all())
         for g in self.param_groups:
-            def inv(F: Tensor, g=g) -> Tensor:
-                return gram_inverse(F.T @ F, g["inverse"], g["damping"])
-
+            kw = dict(inverse=g["inverse"], damping=g["damping"], rtol=g["rtol"])
             if g["symmetric"]:
-                for X in g["params"]:
-                    if X.grad is not None:
-                        X.sub_(g["lr"] * (X.grad @ inv(X.detach())))
+                pairs = [(X, X.grad, X) for X in g["params"] if X.grad is not None]
             else:
                 X, Y = g["params"]
                 if X.grad is None or Y.grad is None:
                     continue
-                dX, dY = X.grad @ inv(Y.detach()), Y.grad @ inv(X.detach())
-                X.sub_(g["lr"] * dX)
-                Y.sub_(g["lr"] * dY)
+                pairs = [(X, X.grad, Y), (Y, Y.grad, X)]
+            for p, grad, other in pairs:
+                finite &= bool(torch.isfinite(grad).all())
+                updates.append((p, -g["lr"] * _scaled(grad, other.detach(), **kw)))
+        if not finite:
+            if self.skip_nonfinite:
+                return loss
+            raise FloatingPointError("ScaledGD: non-finite loss or gradient; parameters left unchanged "
+                                     "(pass skip_nonfinite=True to skip such steps)")
+        for p, delta in updates:  # all deltas were computed from the old iterate (simultaneous update)
+            p.add_(delta)
         return loss
+
+
+__all__ = ["DIVERGENCE_FACTOR", "INVERSES", "MFResult", "ScaledGD", "contraction", "gd", "gd_step", "gram_inverse",
+           "quadratic_ratios", "scaled_gd", "scaled_gd_step", "tail_iterations"]
