@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from optimlab._random import check_generator
+
 
 def _gen(generator: torch.Generator | int) -> torch.Generator:
-    if isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, int) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(generator)
-    raise ValueError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
+    if generator is None:  # label noise must be reproducible: None is refused rather than drawn from OS entropy
+        raise ValueError("generator must be a torch.Generator or a non-negative int seed, got None")
+    return check_generator(generator)
 
 
 def _prepare(y: Tensor, rate: float, n_classes: int | None, hi_open: bool) -> tuple[int, int]:

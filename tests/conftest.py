@@ -1,0 +1,61 @@
+"""Helpers shared by the test suite: a small seeded MLP, a seeded batch, a loss closure, and run/compare helpers.
+
+Import them as ``from conftest import mlp, batch, closure_for`` (pytest puts this folder on ``sys.path``).
+Family test files keep only their family's maths.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+IN_FEATURES, HIDDEN, CLASSES = 6, 16, 3
+
+
+def mlp(seed: int = 0, *, bn: bool = False, dropout: float = 0.0, dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu", hidden: int = HIDDEN) -> nn.Sequential:
+    """6-16-3 ReLU MLP (optional BatchNorm and Dropout), initialised from ``seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = [nn.Linear(IN_FEATURES, hidden)]
+        if bn:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, CLASSES)]
+        return nn.Sequential(*layers).to(device=device, dtype=dtype)
+
+
+def batch(seed: int = 1, n: int = 32, *, dtype: torch.dtype = torch.float32,
+          device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y): ``n`` standard-normal inputs of width 6 and labels in {0, 1, 2}, from a seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, IN_FEATURES, generator=g, dtype=dtype), torch.randint(0, CLASSES, (n,), generator=g)
+    return x.to(device), y.to(device)
+
+
+def closure_for(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """A closure running forward and backward of the cross-entropy on (x, y) and returning the loss."""
+
+    def closure():
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def run_steps(model: nn.Module, opt: torch.optim.Optimizer, n: int, seed0: int = 10) -> None:
+    """``n`` closure steps on the batches ``batch(seed0 + t)``."""
+    for t in range(n):
+        x, y = batch(seed0 + t)
+        opt.step(closure_for(model, x, y))
+
+
+def params_of(model: nn.Module) -> list[torch.Tensor]:
+    """Detached copies of the model's parameters."""
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def same_params(m1: nn.Module, m2: nn.Module) -> bool:
+    """True when the two models' parameters are bit-identical."""
+    return all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
