@@ -42,7 +42,7 @@ def global_norm(tensors: Sequence[Tensor], dtype: torch.dtype | None = None) -> 
         return torch.zeros((), dtype=acc)
     device = tensors[0].device
     parts: list[Tensor] = []
-    for (dev, dt), idx in group_by_device_and_dtype(tensors).items():
+    for (_device, dt), idx in group_by_device_and_dtype(tensors).items():
         group = [tensors[i] for i in idx]
         if dt.is_floating_point or dt.is_complex:
             norms = torch._foreach_norm(group, 2, dtype=acc) if dt != acc else torch._foreach_norm(group, 2)

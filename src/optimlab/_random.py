@@ -19,7 +19,7 @@ import torch
 
 __all__ = ["GeneratorLike", "check_generator", "counter_generator", "mix64"]
 
-GeneratorLike = Union[None, int, torch.Generator, np.random.Generator]
+GeneratorLike = Union[None, int, torch.Generator, np.random.Generator]  # noqa: UP007 (a runtime alias)
 
 _M64 = (1 << 64) - 1
 _M63 = (1 << 63) - 1

@@ -103,7 +103,7 @@ class Options(Constraint):
         self.values, self.remedy = values, remedy
 
     def accepts(self, value: Any) -> bool:
-        return any(type(value) is type(v) and value == v or value is v for v in self.values)
+        return any((type(value) is type(v) and value == v) or value is v for v in self.values)
 
     def __str__(self) -> str:
         return "one of (" + ", ".join(repr(v) for v in self.values) + ")"

@@ -2,12 +2,13 @@
 
 import copy
 import math
+from typing import ClassVar
 
 import pytest
 import torch
-from conftest import batch, mlp
 from torch.nn import functional as F
 
+from conftest import batch, mlp
 from optimlab._validation import Interval
 from optimlab._wrapper import WrappedOptimizer
 
@@ -15,7 +16,7 @@ from optimlab._wrapper import WrappedOptimizer
 class Scaled(WrappedOptimizer):
     """A toy wrapper: multiplies the gradient by ``gain`` and keeps a per-parameter step counter."""
 
-    _constraints = {**WrappedOptimizer._constraints, "gain": Interval(0, math.inf, closed="left")}
+    _constraints: ClassVar = {**WrappedOptimizer._constraints, "gain": Interval(0, math.inf, closed="left")}
 
     def __init__(self, params=None, *, base, gain=1.0, nonfinite="raise"):
         super().__init__(params, base=base, defaults={"gain": gain}, nonfinite=nonfinite)
@@ -76,7 +77,7 @@ def test_state_dict_nests_and_round_trips_bit_identically():
 
 
 def test_old_checkpoints_gain_missing_defaults_and_bad_ones_change_nothing():
-    model, opt = build(gain=0.5)
+    _, opt = build(gain=0.5)
     sd = opt.state_dict()
     del sd["wrapper"]["param_groups"][0]["gain"]
     _, fresh = build(gain=2.0)
