@@ -6,6 +6,7 @@ Family test files keep only their family's maths.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -59,3 +60,27 @@ def params_of(model: nn.Module) -> list[torch.Tensor]:
 def same_params(m1: nn.Module, m2: nn.Module) -> bool:
     """True when the two models' parameters are bit-identical."""
     return all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+
+
+# ------------------------------------------------------------------------------ every claim at smoke scale, once
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """Every registered claim and benchmark run ONCE at smoke scale, as ``optimlab reproduce``/``bench`` would
+    (claims of a group share their runs). Returns ``{"claims": (summary, out_dir), "benches": (summary, out_dir)}``;
+    tests that check one claim's result read it from here instead of running the claim again."""
+    from optimlab.evidence import all_benches, all_claims, run_claims
+
+    out = {}
+    for kind, table in (("claims", all_claims()), ("benches", all_benches())):
+        out_dir = tmp_path_factory.mktemp(f"smoke_{kind}")
+        summary = run_claims(list(table.values()), scale="smoke", seeds=None, device="cpu", out_dir=out_dir)
+        out[kind] = (summary, out_dir)
+    return out
+
+
+def smoke_result(smoke_runs, claim_id: str):
+    """(ClaimResult, out_dir) of ``claim_id`` from the :func:`smoke_runs` fixture."""
+    kind = "claims" if any(r.claim_id == claim_id for r in smoke_runs["claims"][0].results) else "benches"
+    summary, out_dir = smoke_runs[kind]
+    (result,) = [r for r in summary.results if r.claim_id == claim_id]
+    return result, out_dir

@@ -8,8 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from optimlab.cli import app
-from optimlab.experiments import registry
-from optimlab.experiments.registry import RunContext, register_bench, register_claim
+from optimlab.evidence import AtMost, RatioAtMost, RunContext, register_bench, register_claim, registry
 from optimlab.report.plots import new_figure, save_figure
 from optimlab.report.schema import ClaimResult
 
@@ -25,7 +24,7 @@ def fakes(monkeypatch):
     monkeypatch.setattr(registry, "_import_all", lambda package: None)
 
     @register_claim(id="fake.ok", paper="Fake 2024", statement="The fake method always wins.", metric="m",
-                    criterion="holds when it wins")
+                    criterion=AtMost(1.0, what="gap"), paper_reported="no number in the paper (derived here)", headline=(("x", "x", ""),))
     def ok(ctx: RunContext) -> ClaimResult:
         fig, ax = new_figure()
         ax.plot([0, 1], [0, 1])
@@ -33,11 +32,11 @@ def fakes(monkeypatch):
         return ClaimResult(claim_id="fake.ok", verdict="holds", numbers={"gap": [0.5] * len(ctx.seeds)},
                            summary={"gap": 0.5}, figure=ctx.relative(path))
 
-    @register_claim(id="fake.crash", paper="Fake 2024", statement="This one crashes.", metric="m", criterion="c")
+    @register_claim(id="fake.crash", paper="Fake 2024", statement="This one crashes.", metric="m", criterion=AtMost(1.0, what="x"), paper_reported="no number in the paper (derived here)", headline=(("x", "x", ""),))
     def crash(ctx: RunContext) -> ClaimResult:
         raise RuntimeError("deliberate failure")
 
-    @register_bench(id="fake.cost", paper="Fake", statement="Fake cost ratio.", metric="s", criterion="ratio < 2")
+    @register_bench(id="fake.cost", paper="Fake", statement="Fake cost ratio.", metric="s", criterion=RatioAtMost(2.0, what="fake cost ratio"), paper_reported="no number in the paper (derived here)", headline=(("x", "x", ""),))
     def cost(ctx: RunContext) -> ClaimResult:
         return ClaimResult(claim_id="fake.cost", verdict="holds", summary={"ratio": 1.5})
 

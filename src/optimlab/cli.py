@@ -25,9 +25,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from optimlab.experiments.registry import Claim, all_benches, all_claims, select
+from optimlab.evidence import Claim, all_benches, all_claims, check_device, run_claims, select
 from optimlab.report.schema import ClaimResult
-from optimlab.report.writer import format_summary
+from optimlab.report.writer import format_headline
 
 app = typer.Typer(
     help="Optimization methods with rerunnable evidence: reproduce each paper's claims, benchmark their cost.",
@@ -57,7 +57,7 @@ def _verdict_text(r: ClaimResult) -> Text:
 
 
 class _RichProgress:
-    """Bridges the runner's callbacks (see ``runner.RunProgress``) to a rich progress bar, one step per claim."""
+    """Bridges the runner's callbacks (see ``optimlab.evidence.RunProgress``) to a rich progress bar, one step per claim."""
 
     def __init__(self, progress: Progress, total: int) -> None:
         self.progress = progress
@@ -97,7 +97,7 @@ def _results_table(results: list[ClaimResult], skipped: list[str], title: str) -
         table.add_column(col, overflow="fold")
     for r in results:
         time_s = "skipped" if r.claim_id in skipped else f"{r.wall_time_s:.1f} s"
-        table.add_row(r.claim_id, format_summary(r.summary, max_items=4) or "—", _shorten(r.criterion, 60),
+        table.add_row(r.claim_id, format_headline(r, max_items=4) or "—", _shorten(r.criterion, 60),
                       _verdict_text(r), time_s)
     return table
 
@@ -105,8 +105,6 @@ def _results_table(results: list[ClaimResult], skipped: list[str], title: str) -
 def _run(loader: Callable[[], dict[str, Claim]], names: list[str] | None, scale: Scale, seeds: int | None,
          device: str, out: Path, resume: bool, what: str) -> None:
     """Shared body of ``reproduce`` and ``bench``."""
-    from optimlab.experiments.runner import check_device, run_claims  # imports torch: only when running
-
     console, err = Console(), Console(stderr=True, soft_wrap=True)
     table = _load(loader, what)
     try:

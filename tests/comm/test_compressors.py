@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from optimlab._random import counter_generator
 from optimlab.comm import (
     QSGD,
     CountSketch,
@@ -16,14 +17,14 @@ from optimlab.comm import (
     RandomK,
     ScaledSign,
     TopK,
-    counter_generator,
     sketch_hash,
 )
-from optimlab.comm.compressors import as_matrix_shape, fmix32
+from optimlab.comm.compressors import as_matrix_shape
+from optimlab.comm.sketch import fmix32
 
 ALL = [Identity(), RandomBlock(0.1), RandomBlock(0.1, scaled=True), RandomK(0.1), RandomK(0.2, scaled=True),
        TopK(0.1), ScaledSign(), QSGD(), QSGD(contractive_scale=True), CountSketch(0.2), CountSketch(0.2, rows=3,
-       scale=0.1), PowerSGD(2)]
+       lam=0.1), PowerSGD(2)]
 LINEAR = [c for c in ALL if c.linear]
 
 
@@ -32,13 +33,13 @@ def _x(shape, seed=0):
 
 
 def test_declared_flags_match_the_table():
-    table = {  # specs/comm.md §2: (all_reducable, unbiased) per class with defaults
+    table = {  # specs/comm.md §2: (all_reducible, unbiased) per class with defaults
         Identity(): (True, True), RandomBlock(): (True, False), RandomBlock(scaled=True): (True, True),
         RandomK(): (True, False), TopK(): (False, False), ScaledSign(): (False, False), QSGD(): (False, True),
         QSGD(contractive_scale=True): (False, False), CountSketch(): (True, True), PowerSGD(): (True, False),
     }
     for c, (ar, unb) in table.items():
-        assert (c.all_reducable, c.unbiased) == (ar, unb), c
+        assert (c.all_reducible, c.unbiased) == (ar, unb), c
     assert PowerSGD().rounds == 2 and all(c.rounds == 1 for c in table if not isinstance(c, PowerSGD))
     assert TopK().contractive and ScaledSign().contractive and RandomBlock().contractive
     assert not RandomBlock(scaled=True).contractive and not QSGD().contractive
@@ -69,23 +70,23 @@ def test_payload_counts_closed_form():
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(1, 12), m=st.integers(1, 40), seed=st.integers(0, 10_000), ranks=st.integers(2, 3),
+@given(n=st.integers(1, 12), m=st.integers(1, 40), seed=st.integers(0, 10_000), processes=st.integers(2, 3),
        which=st.integers(0, len(LINEAR) - 1))
-def test_all_reducable_linearity(n, m, seed, ranks, which):
-    """Sum of messages = message of the sum; decode(Σ payloads)/N = mean of the per-rank decodes (1e-6)."""
+def test_all_reducible_linearity(n, m, seed, processes, which):
+    """Sum of messages = message of the sum; decode(Σ payloads)/N = mean of the per-process decodes (1e-6)."""
     comp = LINEAR[which]
-    xs = [_x((n, m), seed + r) for r in range(ranks)]
+    xs = [_x((n, m), seed + r) for r in range(processes)]
     pays = [comp.compress(x, counter_generator(7, 3, "layer.weight")) for x in xs]
     summed = pays[0].with_data([sum(p.data[0] for p in pays)])
     of_sum = comp.compress(sum(xs), counter_generator(7, 3, "layer.weight"))
     torch.testing.assert_close(summed.data[0], of_sum.data[0], atol=1e-5, rtol=1e-6)
-    dec_sum = comp.decompress(summed, torch.empty(n, m)) / ranks
-    mean_dec = sum(comp.decompress(p, torch.empty(n, m)) for p in pays) / ranks
+    dec_sum = comp.decompress(summed, torch.empty(n, m)) / processes
+    mean_dec = sum(comp.decompress(p, torch.empty(n, m)) for p in pays) / processes
     torch.testing.assert_close(dec_sum, mean_dec, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("comp", [RandomBlock(0.1), RandomK(0.1), CountSketch(0.2)], ids=repr)
-def test_shared_index_sets_same_across_ranks_and_change_across_steps(comp):
+def test_shared_index_sets_same_across_processes_and_change_across_steps(comp):
     x0, x1 = _x((16, 32), 0), _x((16, 32), 1)
     a = comp.compress(x0, counter_generator(0, 5, "w"))
     b = comp.compress(x1, counter_generator(0, 5, "w"))
@@ -94,7 +95,7 @@ def test_shared_index_sets_same_across_ranks_and_change_across_steps(comp):
         (lambda p: p.ctx) if isinstance(comp, RandomK) else (lambda p: p.ctx[0][0][0])
     assert torch.equal(torch.as_tensor(key(a)), torch.as_tensor(key(b)))
     assert not torch.equal(torch.as_tensor(key(a)), torch.as_tensor(key(c)))
-    # QSGD's rounding is per rank: the hook mixes the rank in
+    # QSGD's rounding is per process: the hook mixes the process rank in
     assert not QSGD().shared_randomness
 
 
@@ -143,7 +144,7 @@ def test_qsgd_omega_formula_and_contractive_scale():
 
 
 def test_count_sketch_contraction_matches_formula():
-    comp = CountSketch(0.2, scale=0.1)
+    comp = CountSketch(0.2, lam=0.1)
     x = _x((8, 64), 6)
     ys = _draws(comp, x)
     ratio = float(((ys - x) ** 2).sum((1, 2)).mean() / (x**2).sum())
@@ -235,10 +236,28 @@ def test_sketch_hash_matches_unsigned_python_reference():
     assert fmix32(big).tolist() == [fmix(int(v)) for v in big]
 
 
+def test_capability_methods_replace_type_dispatch():
+    """should_compress(shape, rate), predict_nbytes, is_contractive and default_residual (specs/core.md §6)."""
+    assert RandomBlock(0.1).should_compress((256, 64), 2.0) and not Identity().should_compress((256, 64), 2.0)
+    assert not RandomBlock(0.6).should_compress((10, 10), 2.0) and RandomBlock(0.6).should_compress((10, 10), 1.0)
+    assert PowerSGD(1).should_compress((256, 64), 1e6)  # PowerSGD applies its own min_compression_rate
+    assert not PowerSGD(1, min_compression_rate=1e6).should_compress((256, 64), 0.0)
+    assert PowerSGD(2).predict_nbytes((256, 64)) == 64 * 2 * 4 and PowerSGD(2, warm_start=False).predict_nbytes(
+        (256, 64)) == 0
+    assert all(c.predict_nbytes((256, 64)) == 0 for c in ALL if not isinstance(c, PowerSGD))
+    assert CountSketch(0.2, lam=0.1).is_contractive((8, 64)) and not CountSketch(0.2).is_contractive((8, 64))
+    assert CountSketch.contraction_depends_on_shape and not TopK.contraction_depends_on_shape
+    assert TopK().is_contractive((3, 7)) and not QSGD().is_contractive((3, 7))
+    assert PowerSGD().default_residual == "global" and RandomBlock().default_residual == "local"
+
+
 @pytest.mark.parametrize("make", [lambda: RandomBlock(0), lambda: RandomK(1.5), lambda: TopK(-0.1),
-                                  lambda: CountSketch(0), lambda: CountSketch(0.1, scale=0),
+                                  lambda: CountSketch(0), lambda: CountSketch(0.1, lam=0),
                                   lambda: CountSketch(0.1, rows=0), lambda: QSGD(levels=0),
-                                  lambda: PowerSGD(rank=0)])
+                                  lambda: PowerSGD(rank=0), lambda: TopK(ratio=True), lambda: RandomBlock(True),
+                                  lambda: RandomBlock(0.1, scaled=1), lambda: QSGD(levels=2.0),
+                                  lambda: CountSketch(0.1, lam=math.nan), lambda: PowerSGD(rank=True),
+                                  lambda: PowerSGD(warm_start=None), lambda: CountSketch(0.1, rows=1.5)])
 def test_bad_arguments_raise_value_error_naming_them(make):
-    with pytest.raises(ValueError, match="ratio|scale|rows|levels|rank"):
+    with pytest.raises(ValueError, match="ratio|lam|rows|levels|rank|scaled|warm_start"):
         make()

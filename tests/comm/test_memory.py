@@ -5,6 +5,7 @@ import warnings
 import pytest
 import torch
 
+from optimlab._random import counter_generator
 from optimlab.comm import (
     CompressedMemory,
     Compressor,
@@ -13,9 +14,8 @@ from optimlab.comm import (
     EFMemory,
     RandomBlock,
     TopK,
-    counter_generator,
+    sketch_hash,
 )
-from optimlab.comm.compressors import sketch_hash
 
 
 def _g(shape, seed):
@@ -54,7 +54,7 @@ def test_ef_invariant_sent_plus_memory_equals_sum_of_gradients():
 
 def test_conef_incremental_table_matches_dense_formula():
     n, m, ratio, lam = 6, 40, 0.2, 0.15
-    mem = ConEFMemory(ratio=ratio, scale=lam)
+    mem = ConEFMemory(ratio=ratio, lam=lam)
     width = mem.width(m)
     S = _dense_S(m, width)
     comp = RandomBlock(0.25)
@@ -75,7 +75,7 @@ def test_conef_incremental_table_matches_dense_formula():
 
 def test_conef_overwrite_table_is_sketch_of_residual():
     n, m = 4, 30
-    mem = ConEFMemory(ratio=0.3, scale=0.2, update="overwrite")
+    mem = ConEFMemory(ratio=0.3, lam=0.2, update="overwrite")
     S = _dense_S(m, mem.width(m))
     comp = RandomBlock(0.2)
     for t in range(3):
@@ -87,7 +87,7 @@ def test_conef_overwrite_table_is_sketch_of_residual():
 
 
 def test_identity_hash_conef_equals_ef():
-    ef, conef = EFMemory(), ConEFMemory(ratio=1.0, scale=1.0, hash="identity")
+    ef, conef = EFMemory(), ConEFMemory(ratio=1.0, lam=1.0, hash="identity")
     comp = RandomBlock(0.1)
     for t in range(20):
         g = _g((8, 24), 100 + t)
@@ -99,13 +99,13 @@ def test_identity_hash_conef_equals_ef():
 
 
 def test_dense_fallback_auto_scale_and_bytes():
-    mem = ConEFMemory(ratio=0.5, scale="auto")
-    assert mem.width(1) == 1 and mem._is_dense(1) and mem.lam(1) == 1.0  # W >= m: exact EF
+    mem = ConEFMemory(ratio=0.5, lam="auto")
+    assert mem.width(1) == 1 and mem._is_dense(1) and mem.lam_for(1) == 1.0  # W >= m: exact EF
     m = 512
     h, _ = mem.hashes(m)
     c = torch.bincount(h, minlength=mem.width(m)).double()
     kappa = float((c * (c - 1)).sum() / m)
-    assert mem.lam(m) == pytest.approx(1 / (1 + kappa))
+    assert mem.lam_for(m) == pytest.approx(1 / (1 + kappa))
     x = _g((10, 1), 0)
     mem.compensate("bias_like", x)
     mem.update("bias_like", torch.zeros_like(x))
@@ -148,10 +148,10 @@ def test_fp16_overflow_raises_and_suggests_bf16():
 
 def test_stability_guard_warns():
     with pytest.warns(RuntimeWarning, match="amplifies"):
-        ConEFMemory(ratio=0.02, scale=0.5).compensate("w", _g((2, 500), 0))
+        ConEFMemory(ratio=0.02, lam=0.5).compensate("w", _g((2, 500), 0))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ConEFMemory(ratio=0.2, scale=0.1).compensate("w", _g((2, 500), 0))
+        ConEFMemory(ratio=0.2, lam=0.1).compensate("w", _g((2, 500), 0))
 
 
 @pytest.mark.parametrize("make", [EFMemory, lambda: EFMemory(torch.float64), lambda: ConEFMemory(0.2, 0.1)],
@@ -212,7 +212,7 @@ def test_compressed_memory_incremental_needs_linear_compressor():
         CompressedMemory(TopK(0.2), update="incremental")
     with pytest.raises(ValueError, match="contractive"):
         CompressedMemory(RandomBlock(0.2, scaled=True))
-    mem = CompressedMemory(CountSketch(0.5, scale=0.3), update="incremental")
+    mem = CompressedMemory(CountSketch(0.5, lam=0.3), update="incremental")
     comp = RandomBlock(0.2)
     for t in range(3):
         ehat = mem.decoded("w") if "w" in mem else torch.zeros(4, 20)
@@ -222,18 +222,38 @@ def test_compressed_memory_incremental_needs_linear_compressor():
         mem.compensate("w", x)
         dec = comp.apply(x, counter_generator(0, t, "w"))
         mem.update("w", dec)
-        inc = CountSketch(0.5, scale=0.3).compress(x - dec - ehat, mem._gen("w")).data[0]
+        inc = CountSketch(0.5, lam=0.3).compress(x - dec - ehat, mem._gen("w")).data[0]
         torch.testing.assert_close(mem._store["w"].data[0], old + inc, atol=1e-5, rtol=1e-6)
         torch.testing.assert_close(g + ehat, x)
 
 
 def test_bad_memory_arguments():
-    for kwargs, word in [({"ratio": 0}, "ratio"), ({"ratio": 1.5}, "ratio"), ({"scale": 0}, "scale"),
-                         ({"scale": -1}, "scale"), ({"update": "x"}, "update"),
-                         ({"storage_dtype": torch.int8}, "storage_dtype")]:
+    for kwargs, word in [({"ratio": 0}, "ratio"), ({"ratio": 1.5}, "ratio"), ({"ratio": True}, "ratio"),
+                         ({"lam": 0}, "lam"), ({"lam": -1}, "lam"), ({"lam": "best"}, "lam"),
+                         ({"update": "x"}, "update"), ({"storage_dtype": torch.int8}, "storage_dtype"),
+                         ({"chunk_numel": 0}, "chunk_numel"), ({"hash": "md5"}, "hash"),
+                         ({"cache_hashes": 1}, "cache_hashes")]:
         with pytest.raises(ValueError, match=word):
             ConEFMemory(**kwargs)
     with pytest.raises(ValueError, match="dtype"):
         EFMemory(dtype=torch.int32)
     with pytest.raises(ValueError, match="contractive"):
         CompressedMemory(Compressor())  # the base class declares nothing contractive
+    with pytest.raises(ValueError, match="compressor"):
+        CompressedMemory("topk")
+    with pytest.raises(ValueError, match="update"):
+        CompressedMemory(TopK(0.2), update="sometimes")
+
+
+def test_scratch_bytes_per_memory_class():
+    """The hook's transient estimate comes from each memory class (specs/core.md §6: no type dispatch)."""
+    from optimlab.comm import NoMemory
+
+    assert NoMemory().scratch_bytes((4, 5)) == 0 and not NoMemory.keeps_error and EFMemory.keeps_error
+    assert EFMemory().scratch_bytes((1024, 1024)) == 8 * (1 << 16) and EFMemory().scratch_bytes((2, 3)) == 48
+    w = ConEFMemory(0.2).width(1024)
+    assert ConEFMemory(0.2).scratch_bytes((1024, 1024)) == 16 * 1024 * w + 8 * (1 << 20) + 12 * 1024
+    small_chunks = ConEFMemory(0.2, chunk_numel=1 << 16)
+    assert small_chunks.scratch_bytes((1024, 1024)) == 16 * 1024 * w + 8 * (1 << 16) + 12 * 1024
+    assert ConEFMemory(0.5).scratch_bytes((10, 1)) == 80  # dense fallback
+    assert CompressedMemory(TopK(0.2)).scratch_bytes((10, 30)) == 12 * 300

@@ -1,15 +1,16 @@
 """Every registered claim and benchmark runs end to end at smoke scale (DESIGN.md, Scales).
 
-One test per claim id, so a slow or broken claim is named in the failure. Verdicts are not checked here (at smoke
-scale they are inconclusive by construction); the schema of the result is.
+All of them run once, in one invocation per kind (the ``smoke_runs`` fixture of tests/conftest.py, which family
+smoke tests share); one test per claim id reads its result, so a broken claim is named in the failure. Verdicts
+are not checked here (at smoke scale they are inconclusive by construction); the schema of the result is.
 """
 
 import json
 
 import pytest
 
-from optimlab.experiments.registry import all_benches, all_claims
-from optimlab.experiments.runner import run_claims
+from conftest import smoke_result
+from optimlab.evidence import all_benches, all_claims
 from optimlab.report.schema import VERDICTS
 
 CLAIMS = all_claims()
@@ -28,28 +29,25 @@ def _check(result, claim, out_dir):
 
 
 @pytest.mark.parametrize("claim_id", sorted(CLAIMS))
-def test_claim_runs_at_smoke_scale(claim_id, tmp_path):
+def test_claim_runs_at_smoke_scale(claim_id, smoke_runs):
     claim = CLAIMS[claim_id]
     assert "smoke" in claim.scales
-    summary = run_claims([claim], scale="smoke", seeds=None, device="cpu", out_dir=tmp_path)
-    (result,) = summary.results
-    _check(result, claim, tmp_path)
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert [r["claim_id"] for r in data["results"]] == [claim_id]
-    assert data["results"][0]["verdict"] in VERDICTS
-    assert claim_id in (tmp_path / "report.md").read_text()
+    result, out_dir = smoke_result(smoke_runs, claim_id)
+    _check(result, claim, out_dir)
+    data = {r["claim_id"]: r for r in json.loads((out_dir / "results.json").read_text())["results"]}
+    assert data[claim_id]["verdict"] in VERDICTS
+    assert claim_id in (out_dir / "report.md").read_text()
 
 
 @pytest.mark.parametrize("bench_id", sorted(BENCHES))
-def test_bench_runs_at_smoke_scale(bench_id, tmp_path):
+def test_bench_runs_at_smoke_scale(bench_id, smoke_runs):
     bench = BENCHES[bench_id]
-    summary = run_claims([bench], scale="smoke", seeds=None, device="cpu", out_dir=tmp_path)
-    (result,) = summary.results
-    _check(result, bench, tmp_path)
+    result, out_dir = smoke_result(smoke_runs, bench_id)
+    _check(result, bench, out_dir)
     assert result.kind == "bench"
 
 
 def test_sam_claim_is_registered_with_its_criterion():
     claim = CLAIMS["sam.flat_minima"]
-    assert "80%" in claim.criterion and "0.05" in claim.criterion
+    assert "80%" in claim.criterion_text and "0.05" in claim.criterion_text
     assert claim.seeds["quick"] == 5

@@ -1,15 +1,10 @@
 """What is specific to the SAM-family claims beyond the generic smoke run (test_registered_claims.py): the shared
 label-noise runs, the theta = 1 control of vasso.adversary_alignment, the provisional flag, exact checks."""
 
-import torch
-from torch import nn
 
-import optimlab.experiments.sam_label_noise as ln
-from optimlab.experiments.registry import RunContext, all_claims, select
-from optimlab.experiments.runner import run_claims
-from optimlab.experiments.sam import batched_m_sharpness
+import optimlab.experiments._label_noise as ln
+from optimlab.evidence import PairedSign, RunContext, all_claims, run_claims, select
 from optimlab.experiments.vasso import theta_one_control
-from optimlab.metrics import m_sharpness
 
 GROUP_IDS = ["sam.label_noise", "vasso.adversary_alignment", "vasso.label_noise", "infosam.label_noise"]
 
@@ -49,7 +44,7 @@ def test_label_noise_group_trains_once_for_its_four_claims(tmp_path, monkeypatch
 def test_each_group_claim_trains_the_runs_when_it_runs_alone(tmp_path, monkeypatch):
     calls = _count_runs(monkeypatch)
     claim = all_claims()["vasso.label_noise"]
-    ctx = RunContext(scale="smoke", seeds=[3], out_dir=tmp_path)
+    ctx = RunContext(scale="smoke", seeds=[3], out_dir=tmp_path, claim=claim)
     result = claim.run(ctx)
     assert sorted(calls) == sorted((m, 3) for m in ln.METHODS)
     assert result.numbers["vasso_minus_sam"] == [result.numbers["vasso_test_acc"][0] - result.numbers["sam_test_acc"][0]]
@@ -70,41 +65,24 @@ def test_infosam_label_noise_is_provisional(tmp_path):
     claim = all_claims()["infosam.label_noise"]
     assert claim.provisional and "provisional" in claim.statement.lower() and "§3.5" in claim.statement
     assert all(not all_claims()[i].provisional for i in GROUP_IDS if i != "infosam.label_noise")
-    result = claim.run(RunContext(scale="smoke", seeds=[0], out_dir=tmp_path))
+    result = claim.run(RunContext(scale="smoke", seeds=[0], out_dir=tmp_path, claim=claim))
     assert result.provisional
     assert "provisional design of specs/sam.md §3.5" in result.notes
 
 
 def test_presam_special_cases_errors_are_within_threshold(tmp_path):
     claim = all_claims()["presam.special_cases"]
-    result = claim.run(RunContext(scale="smoke", seeds=[0], out_dir=tmp_path))
+    result = claim.run(RunContext(scale="smoke", seeds=[0], out_dir=tmp_path, claim=claim))
     assert result.summary["cases"] == 6
     assert max(max(v) for v in result.numbers.values()) <= 1e-6
     assert result.summary["max_relative_error"] <= 1e-6
     assert result.verdict == "holds"
 
 
-def test_batched_m_sharpness_equals_the_library_metric():
-    gen = torch.Generator().manual_seed(0)
-    X = torch.randn(103, 8, generator=gen)
-    y = torch.randint(0, 3, (103,), generator=gen)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    before = [p.detach().clone() for p in model.parameters()]
-    model.train()
-    for m, steps, adaptive in ((4, 3, False), (10, 2, True), (103, 3, False), (103, 1, True)):
-        ref = m_sharpness(model, nn.CrossEntropyLoss(), (X, y), 0.05, m, steps=steps, adaptive=adaptive,
-                          generator=torch.Generator().manual_seed(1))
-        got = batched_m_sharpness(model, X, y, 0.05, m, steps=steps, adaptive=adaptive,
-                                  generator=torch.Generator().manual_seed(1), chunks_per_call=7)
-        assert abs(got - ref) <= 1e-4 * abs(ref), (m, steps, adaptive, got, ref)
-    assert model.training and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-
-
 def test_m_sharpness_criterion_is_the_spec_margin():
     claim = all_claims()["sam.m_sharpness"]
-    assert "0.1" in claim.criterion and "m=4" in claim.criterion
+    assert "0.1" in claim.criterion_text and "m=4" in claim.criterion_text
+    assert claim.criterion.high == 0.1 and claim.criterion.low == 0.0
     from optimlab.experiments import sam
 
     assert sam.M_TAU_MARGIN == 0.1 and sam.M_RHO == 0.05 and sam.M_GRID["quick"]["steps"] == 3
@@ -114,9 +92,25 @@ def test_m_sharpness_criterion_is_the_spec_margin():
     assert len(f["lrs"]) * len(f["batches"]) * len(f["widths"]) == 48
 
 
-def test_sign_verdict_follows_spec_wording():
-    # ">= +1.0 pt and new >= baseline in >= 4/5 seeds": a tie counts as a win, four wins of five are enough.
-    assert ln.sign_verdict([1.0, 1.0, 1.0, 0.0, -3.0], 1.0)[0] == "holds"
-    assert ln.sign_verdict([2.0, 2.0, 2.0, -0.1, -0.1], 1.0)[0] == "inconclusive"
-    assert ln.sign_verdict([-1.0, -1.0, -1.0, 5.0, 5.0], 1.0)[0] == "does not hold"
-    assert ln.sign_verdict([0.4, 0.4, 0.4, 0.4, 0.4], 0.5)[0] == "inconclusive"
+def test_label_noise_claims_use_the_symmetric_paired_sign_rule():
+    # Issue #8: one paired sign rule (optimlab.evidence.PairedSign), symmetric, at least 5 seeds for a verdict.
+    claims = all_claims()
+    for claim_id, effect in (("sam.label_noise", 1.0), ("vasso.label_noise", 0.5)):
+        crit = claims[claim_id].criterion
+        assert isinstance(crit, PairedSign)
+        assert (crit.min_effect, crit.min_fraction, crit.min_seeds) == (effect, 0.8, 5)
+    assert claims["infosam.label_noise"].min_seeds == 5
+    assert not hasattr(ln, "sign_verdict")
+
+
+def test_every_sam_family_claim_declares_what_the_paper_reported_and_a_headline(tmp_path):
+    claims = all_claims()
+    ids = [*GROUP_IDS, "sam.flat_minima", "sam.m_sharpness", "presam.special_cases"]
+    for claim_id in ids:
+        claim = claims[claim_id]
+        assert claim.paper_reported and 1 <= len(claim.headline) <= 3, claim_id
+    # The headline keys name real summary keys.
+    summary = run_claims([claims[i] for i in GROUP_IDS], scale="smoke", seeds=1, device="cpu", out_dir=tmp_path)
+    for result in summary.results:
+        assert result.status == "ok", result.error
+        assert all(key in result.summary for key, _, _ in result.headline), result.claim_id

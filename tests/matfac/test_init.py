@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,20 +19,20 @@ def out_of_range(prob, X, k):
 
 
 def test_nystrom_is_xi_a_omega_with_the_right_shapes():
-    prob = SymmetricMF.random(30, 4, seed=0)
+    prob = SymmetricMF.random(30, 4, generator=0)
     X0 = nystrom_init(prob, 6, xi=2.5, generator=gen())
     omega = torch.randn(30, 6, generator=gen(), dtype=torch.float64)  # the same draw, recomputed
     assert X0.shape == (30, 6) and X0.dtype == torch.float64
-    torch.testing.assert_close(X0, 2.5 * prob.A @ omega, rtol=1e-14, atol=0)
-    a = AsymmetricMF.random(30, 20, 4, seed=0)
+    torch.testing.assert_close(X0, 2.5 * (prob.A @ omega), rtol=1e-14, atol=0)
+    a = AsymmetricMF.random(30, 20, 4, generator=0)
     X0, Y0 = nystrom_init(a, 5, xi=0.5, generator=gen())
     omega = torch.randn(20, 5, generator=gen(), dtype=torch.float64)  # Ω is n×r for an m×n target
     assert X0.shape == (30, 5) and Y0.shape == (20, 5) and not Y0.any()
-    torch.testing.assert_close(X0, 0.5 * a.A @ omega, rtol=1e-14, atol=0)
+    torch.testing.assert_close(X0, 0.5 * (a.A @ omega), rtol=1e-14, atol=0)
 
 
 def test_t2_nystrom_lies_in_range_and_random_does_not():
-    prob = SymmetricMF.random(50, 5, kappa=100.0, seed=0)
+    prob = SymmetricMF.random(50, 5, kappa=100.0, generator=0)
     for r in (3, 5, 10):
         X0 = nystrom_init(prob, r, generator=gen(r))
         assert out_of_range(prob, X0, 5) <= 1e-12 * float(torch.linalg.matrix_norm(X0))
@@ -39,43 +40,43 @@ def test_t2_nystrom_lies_in_range_and_random_does_not():
     assert out_of_range(prob, X0, 5) > 0.5 * float(torch.linalg.matrix_norm(X0))
 
 
-def test_nystrom_scale_match_and_perturbation_size():
-    prob = SymmetricMF.random(60, 5, kappa=10.0, seed=1)
+def test_nystrom_match_norm_and_perturbation_size():
+    prob = SymmetricMF.random(60, 5, kappa=10.0, generator=1)
     for xi in (1e-3, 1.0, 1e3):
-        X0 = nystrom_init(prob, 8, xi=xi, scale="match", generator=gen())
+        X0 = nystrom_init(prob, 8, xi=xi, match_norm=True, generator=gen())
         assert float(torch.linalg.matrix_norm(X0, ord=2)) ** 2 == pytest.approx(prob.spectral_norm, rel=1e-12)
-    a = AsymmetricMF.random(40, 30, 3, top=4.0, seed=1)
-    X0, _ = nystrom_init(a, 3, scale="match", generator=gen())
+    a = AsymmetricMF.random(40, 30, 3, top=4.0, generator=1)
+    X0, _ = nystrom_init(a, 3, match_norm=True, generator=gen())
     assert float(torch.linalg.matrix_norm(X0, ord=2)) ** 2 == pytest.approx(4.0, rel=1e-12)
-    base = nystrom_init(prob, 8, scale="match", generator=gen())
-    pert = nystrom_init(prob, 8, scale="match", perturb=1e-3, generator=gen())
+    base = nystrom_init(prob, 8, match_norm=True, generator=gen())
+    pert = nystrom_init(prob, 8, match_norm=True, perturb=1e-3, generator=gen())
     rel = float(torch.linalg.matrix_norm(pert - base) / torch.linalg.matrix_norm(base))
     assert 0.7e-3 < rel < 1.3e-3  # δ·‖X0‖_F/√(mr) × a Gaussian m×r matrix (norm ≈ √(mr))
     assert out_of_range(prob, pert, 5) > 1e-4 * float(torch.linalg.matrix_norm(pert))  # it leaves range(A)
 
 
 def test_nystrom_accepts_a_plain_matrix_for_sensing():
-    prob = SymmetricMF.random(20, 3, seed=0)
+    prob = SymmetricMF.random(20, 3, generator=0)
     torch.testing.assert_close(nystrom_init(prob.A.numpy(), 4, generator=gen()), nystrom_init(prob, 4, generator=gen()),
                                rtol=0, atol=0)
 
 
 def test_random_init_std_and_pair():
-    prob = SymmetricMF.random(400, 3, seed=0)
+    prob = SymmetricMF.random(400, 3, generator=0)
     X0 = random_init(prob, 10, generator=gen())
     assert float(X0.std()) == pytest.approx(1 / math.sqrt(400), rel=0.05)
     assert float(random_init(prob, 10, std=1e-3, generator=gen()).std()) == pytest.approx(1e-3, rel=0.05)
-    X0, Y0 = random_init(AsymmetricMF.random(30, 20, 3, seed=0), 4, std=0.1, generator=gen())
+    X0, Y0 = random_init(AsymmetricMF.random(30, 20, 3, generator=0), 4, std=0.1, generator=gen())
     assert X0.shape == (30, 4) and Y0.shape == (20, 4) and Y0.abs().sum() > 0
 
 
 def test_spectral_init_is_optimal_without_noise_and_zero_beyond_the_rank():
-    prob = SymmetricMF.random(30, 4, kappa=50.0, seed=0)
+    prob = SymmetricMF.random(30, 4, kappa=50.0, generator=0)
     X0 = spectral_init(prob, 4)
     assert prob.rel_error(X0) <= 1e-13
     X0 = spectral_init(prob, 7)  # OP: the extra columns are exactly zero
     assert not X0[:, 4:].any() and prob.rel_error(X0) <= 1e-13
-    a = AsymmetricMF.random(25, 15, 3, seed=0)
+    a = AsymmetricMF.random(25, 15, 3, generator=0)
     X0, Y0 = spectral_init(a, 3)
     assert a.rel_error(X0, Y0) <= 1e-13
     Xn = spectral_init(prob, 4, noise=0.1, generator=gen())
@@ -84,15 +85,16 @@ def test_spectral_init_is_optimal_without_noise_and_zero_beyond_the_rank():
 
 
 def test_t7_determinism_global_rng_untouched_numpy_and_dtype():
-    prob = SymmetricMF.random(30, 3, seed=0)
-    a = AsymmetricMF.random(30, 20, 3, seed=0)
+    prob = SymmetricMF.random(30, 3, generator=0)
+    a = AsymmetricMF.random(30, 20, 3, generator=0)
     state = torch.random.get_rng_state()
     for fn in (nystrom_init, random_init, lambda p, r, generator: spectral_init(p, r, noise=0.1, generator=generator)):
         x1, x2 = fn(prob, 3, generator=gen(5)), fn(prob, 3, generator=gen(5))
         assert torch.equal(x1, x2)
         (x1, y1), (x2, y2) = fn(a, 3, generator=gen(5)), fn(a, 3, generator=gen(5))
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
-    nystrom_init(prob, 3)  # the default generator is a fresh one
+    nystrom_init(prob, 3)  # None: a fresh generator, seeded without the global RNG
+    assert torch.equal(nystrom_init(prob, 3, generator=7), nystrom_init(prob, 3, generator=gen(-93)))  # int = seed
     assert torch.equal(torch.random.get_rng_state(), state)
     assert torch.equal(nystrom_init(SymmetricMF(prob.A.numpy()), 3, generator=gen()), nystrom_init(prob, 3, generator=gen()))
     p32 = SymmetricMF(prob.A, dtype=torch.float32)
@@ -100,20 +102,22 @@ def test_t7_determinism_global_rng_untouched_numpy_and_dtype():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda p: nystrom_init(p, 11), r"r must be an integer in \[1, 10\]"),
-    (lambda p: nystrom_init(p, 0), "r must be"),
-    (lambda p: random_init(p, 11), "r must be"),
-    (lambda p: spectral_init(p, 11), "r must be"),
+    (lambda p: nystrom_init(p, 11), r"rank must be an integer in \[1, 10\]"),
+    (lambda p: nystrom_init(p, 0), "rank must be"),
+    (lambda p: random_init(p, 11), "rank must be"),
+    (lambda p: spectral_init(p, 11), "rank must be"),
     (lambda p: nystrom_init(AsymmetricMF.random(10, 6, 2), 7), r"\[1, 6\]"),
     (lambda p: nystrom_init(p, 2, xi=0.0), "xi"),
     (lambda p: nystrom_init(p, 2, xi=float("nan")), "xi"),
-    (lambda p: nystrom_init(p, 2, scale="unit"), "scale"),
+    (lambda p: nystrom_init(p, 2, match_norm="match"), "match_norm"),
+    (lambda p: nystrom_init(p, 2, match_norm=1), "match_norm"),
     (lambda p: nystrom_init(p, 2, perturb=-1.0), "perturb"),
     (lambda p: random_init(p, 2, std=0.0), "std"),
     (lambda p: spectral_init(p, 2, noise=-0.1), "noise"),
-    (lambda p: random_init(p, 2, generator=0), "generator"),
+    (lambda p: random_init(p, 2, generator=-1), "generator"),
+    (lambda p: random_init(p, 2, generator=np.random.default_rng(0)), "generator"),
     (lambda p: random_init(p.A, 2), "problem"),
 ])
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
-        call(SymmetricMF.random(10, 2, seed=0))
+        call(SymmetricMF.random(10, 2, generator=0))

@@ -1,5 +1,6 @@
 """Hessian metrics against exact Hessians and known spectra (specs/sam.md §5 Metrics)."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,6 +14,7 @@ from optimlab.metrics import (
     top_eigenvalues,
     top_eigenvalues_from_hvp,
 )
+from optimlab.result import CONVERGED, MAX_ITER, IterativeResult
 
 
 def small(dtype=torch.float64, seed=0):
@@ -136,7 +138,7 @@ def test_lanczos_top1_budget_and_power_agree_on_mlp():
     g = torch.Generator().manual_seed(7)
     X, y = torch.randn(256, 16, generator=g), torch.randint(0, 4, (256,), generator=g)
     lan = top_eigenvalues(model, nn.CrossEntropyLoss(), (X, y), tol=1e-3)
-    assert lan.converged and lan.n_hvp <= 40  # specs/sam.md §6
+    assert lan.converged and lan.iterations <= 40  # specs/sam.md §6
     pw = top_eigenvalues(model, nn.CrossEntropyLoss(), (X, y), method="power", tol=1e-6, max_iter=300)
     assert pw.values[0] == pytest.approx(lan.values[0], rel=1e-2)  # top of a loss Hessian near init is positive
 
@@ -179,3 +181,15 @@ def test_bad_arguments():
     big = [nn.Parameter(torch.zeros(5001))]
     with pytest.raises(ValueError, match="5000"):
         exact_hessian(lambda: (big[0] ** 2).sum(), big)
+
+
+def test_eig_result_is_an_iterative_result_with_a_status():
+    H = torch.diag(torch.tensor([5.0, 3.0, 1.0, -7.0], dtype=torch.float64))
+    capped = top_eigenvalues_from_hvp(lambda v: H @ v, 4, k=1, method="power", tol=1e-12, max_iter=3)
+    assert isinstance(capped, IterativeResult) and capped.status == MAX_ITER and not capped.converged
+    assert capped.iterations == 3  # operator applications
+    done = top_eigenvalues_from_hvp(lambda v: H @ v, 4, k=2, method="lanczos", tol=1e-12)
+    assert done.status == CONVERGED and done.converged and done.iterations >= 2
+    values, vectors = done.to_numpy()
+    assert values.shape == (2,) and vectors.shape == (4, 2)
+    np.testing.assert_allclose(values, [5.0, 3.0], atol=1e-10)

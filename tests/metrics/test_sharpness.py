@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from optimlab.metrics import m_sharpness, rho_sharpness
+from optimlab.metrics import batched_m_sharpness, m_sharpness, rho_sharpness
 
 
 class Quadratic(nn.Module):
@@ -126,3 +126,30 @@ def test_more_ascent_steps_never_report_less_and_stay_in_the_ball():
     bound = 0.5 * float(torch.linalg.norm(H @ w)) + 0.5 * 0.25 * max(float(torch.linalg.eigvalsh(H)[-1]), 0.0)
     assert vals[2] <= bound + 1e-12
     assert rho_sharpness(model, mean_loss, data, 0.5, steps=200).value <= bound + 1e-12
+
+
+def test_batched_m_sharpness_equals_the_per_chunk_metric():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(103, 8, generator=gen)
+    y = torch.randint(0, 3, (103,), generator=gen)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    for m, steps, adaptive in ((4, 3, False), (10, 2, True), (103, 3, False), (103, 1, True)):
+        ref = m_sharpness(model, nn.CrossEntropyLoss(), (X, y), 0.05, m, steps=steps, adaptive=adaptive,
+                          generator=torch.Generator().manual_seed(1))
+        got = batched_m_sharpness(model, X, y, 0.05, m, steps=steps, adaptive=adaptive,
+                                  generator=torch.Generator().manual_seed(1), chunks_per_call=7)
+        assert abs(got - ref) <= 1e-4 * abs(ref), (m, steps, adaptive, got, ref)
+    assert model.training and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    mse = batched_m_sharpness(model, X, nn.functional.one_hot(y, 3).float(), 0.05, 10,
+                              loss_fn=nn.functional.mse_loss)
+    assert mse > 0
+    for kwargs, pattern in [({"m": 0}, r"m must be an integer in \[1, 103\], got 0"), ({"m": 104}, "m must"),
+                            ({"m": 4, "rho": -1.0}, "rho"), ({"m": 4, "steps": 0}, "steps"),
+                            ({"m": 4, "chunks_per_call": 0}, "chunks_per_call")]:
+        args = {"rho": 0.05, **kwargs}
+        with pytest.raises(ValueError, match=pattern):
+            batched_m_sharpness(model, X, y, args.pop("rho"), args.pop("m"), **args)

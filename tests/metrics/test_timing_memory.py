@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from optimlab.metrics import compare_step_times, peak_memory, state_bytes
+from optimlab.metrics.memory import AllocationTracker, largest_allocation
 
 
 def test_ratio_of_twice_the_work_is_about_two():
@@ -70,6 +71,20 @@ def test_a_kept_copy_shows_up_in_the_comparison():
     diff = peak_memory(with_copy).peak_bytes - peak_memory(without).peak_bytes
     assert diff == pytest.approx(3 * 1000 * 100 * 4, rel=0.01)
     assert state_bytes({"a": torch.zeros(10), "b": [torch.zeros(2, dtype=torch.float64)], "c": 3}) == 56
+
+
+def test_largest_allocation_sees_new_tensors_and_not_views_or_in_place_results():
+    a = torch.randn(300, 200)
+    assert largest_allocation(lambda: a.T.contiguous()) == 300 * 200
+    assert largest_allocation(lambda: (a.mul_(1.0), a.view(-1), a[:10])) == 0
+    assert largest_allocation(lambda: (a[:10] @ a[:20].T).sum()) == 10 * 20
+    with AllocationTracker() as tracker:
+        b = torch.ones(1000, dtype=torch.float64)
+        del b
+        c = torch.ones(10)
+    tracker.detach()
+    assert tracker.largest_numel == 1000 and tracker.largest_bytes == 8000 and tracker.peak_bytes == 8000
+    assert tracker.live_bytes == 40 and c.numel() == 10
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -92,3 +92,14 @@ def test_plots_validate_input():
         paired_plot({"a": [1.0], "panel": {"b": [1.0]}})
     with pytest.raises(ValueError, match="x has"):
         curves_plot({"a": [1.0, 2.0]}, x=[0.0])
+
+
+def test_paper_reported_and_headline(tmp_path):
+    r = _result(paper_reported="Table 2: 1.20 vs 2.33", headline=[["median_diff", "median gain", "pt"],
+                                                                  ["wins", "wins", ""], ["absent", "missing", "%"]])
+    md = render_markdown([r], META)
+    assert "- **Paper reported:** Table 2: 1.20 vs 2.33" in md
+    assert "| fake.ok | holds | median gain 0.125 pt; wins 3; missing — |" in md
+    page = render_html([r], META, tmp_path)
+    assert "<b>Paper reported:</b> Table 2: 1.20 vs 2.33" in page and "median gain 0.125 pt; wins 3" in page
+    assert "Paper reported" not in render_markdown([_result()], META)

@@ -8,40 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from conftest import batch, closure_for, mlp, params_of, run_steps, same_params
 from optimlab.sam import SAM, perturbation
-
-
-def mlp(seed=0, bn=False, dropout=0.0, dtype=torch.float32):
-    torch.manual_seed(seed)
-    layers = [nn.Linear(6, 16)]
-    if bn:
-        layers.append(nn.BatchNorm1d(16))
-    layers += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3)]
-    return nn.Sequential(*layers).to(dtype)
-
-
-def batch(seed=1, n=32, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 6, generator=g, dtype=dtype), torch.randint(0, 3, (n,), generator=g)
-
-
-def closure_for(model, x, y):
-    def closure():
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-
-    return closure
-
-
-def params_of(model):
-    return [p.detach().clone() for p in model.parameters()]
-
-
-def run_steps(model, opt, n, seed0=10):
-    for t in range(n):
-        x, y = batch(seed0 + t)
-        opt.step(closure_for(model, x, y))
 
 
 # ------------------------------------------------------------------------------------------- maths
@@ -85,14 +53,6 @@ def test_first_step_perturbation_is_rho_over_global_norm():
         assert torch.equal(p.detach(), b)
 
 
-def test_perturbation_function_zero_norm_gives_zero():
-    out = perturbation([torch.zeros(3), torch.zeros(2, 2)], 0.05)
-    assert all(torch.equal(o, torch.zeros_like(o)) for o in out)
-    with pytest.raises(ValueError, match="rho"):
-        perturbation([torch.ones(2)], [0.1, 0.2])
-
-
-def test_explicit_two_step_equals_closure_step():
     m1, m2 = mlp(), mlp()
     o1 = SAM(base=torch.optim.SGD(m1.parameters(), lr=0.1, momentum=0.9), rho=0.05)
     o2 = SAM(base=torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9), rho=0.05)
@@ -103,8 +63,7 @@ def test_explicit_two_step_equals_closure_step():
         o2.first_step()
         F.cross_entropy(m2(x), y).backward()
         o2.second_step()
-    for a, b in zip(m1.parameters(), m2.parameters()):
-        assert torch.equal(a, b)
+    assert same_params(m1, m2)
 
 
 @pytest.mark.parametrize("make_base", [
@@ -295,15 +254,31 @@ def test_state_dict_round_trip_continues_bit_identically():
     assert opt2.base.param_groups[0]["lr"] == ref_opt.base.param_groups[0]["lr"]
 
 
-def test_state_dict_holds_no_transient_copy():
+def test_state_dict_layout_holds_no_transient_copy():
     model, opt, _ = build()
     run_steps(model, opt, 2)
     sd = opt.state_dict()
-    sam_bytes = sum(v.numel() * v.element_size() for s in sd["sam"]["state"].values()
-                    for v in s.values() if torch.is_tensor(v))
-    assert sam_bytes == 0
-    assert set(sd) == {"base", "sam", "skipped_steps"}
-    assert sd["sam"]["param_groups"][0]["rho"] == 0.05
+    assert set(sd) == {"base", "wrapper"}
+    assert set(sd["wrapper"]) == {"state", "param_groups", "skipped_steps"}
+    wrapper_bytes = sum(v.numel() * v.element_size() for s in sd["wrapper"]["state"].values()
+                        for v in s.values() if torch.is_tensor(v))
+    assert wrapper_bytes == 0
+    assert sd["wrapper"]["skipped_steps"] == 0
+    assert sd["wrapper"]["param_groups"][0]["rho"] == 0.05
+    assert "lr" not in sd["wrapper"]["param_groups"][0]  # the base's hyperparameters live in sd["base"]
+
+
+def test_load_state_dict_validates_groups_and_rejects_the_old_layout():
+    model, opt, _ = build()
+    run_steps(model, opt, 1)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["wrapper"]["param_groups"][0]["rho"] = -1.0
+    with pytest.raises(ValueError, match=r"rho must be .*\[0, inf\).*-1\.0"):
+        opt.load_state_dict(sd)
+    assert opt.param_groups[0]["rho"] == 0.05  # a bad checkpoint changes nothing
+    old = {"base": opt.base.state_dict(), "sam": opt.state_dict()["wrapper"], "skipped_steps": 0}
+    with pytest.raises(ValueError, match="'base' and 'wrapper'"):
+        opt.load_state_dict(old)
 
 
 def test_scheduler_and_add_param_group_reach_the_base():
@@ -321,6 +296,7 @@ def test_scheduler_and_add_param_group_reach_the_base():
     assert base.param_groups[0]["lr"] == 0.5 and base.param_groups[1]["lr"] == 0.25
     with pytest.raises(ValueError, match="rho"):
         opt.add_param_group({"params": [nn.Parameter(torch.ones(1))], "rho": -1.0})
+    assert len(base.param_groups) == 2  # the rejected group reached neither optimizer
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -421,58 +397,3 @@ def test_nan_in_second_pass_restores_weights_before_raising():
     with pytest.raises(FloatingPointError, match="second pass"):
         opt.step(nan_closure(model, x, y, when=2))
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
-
-
-def test_fp16_parameters_get_a_finite_perturbation():
-    w = nn.Parameter(torch.full((8,), 1e-3, dtype=torch.float16))
-    opt = SAM([w], base=torch.optim.SGD([w], lr=0.0), rho=0.05)
-    w.grad = torch.full((8,), 1e-7, dtype=torch.float16)  # ‖g‖² underflows in fp16; the norm is taken in fp32
-    opt.first_step(zero_grad=False)
-    assert torch.isfinite(w).all() and not torch.equal(w.detach(), torch.full((8,), 1e-3, dtype=torch.float16))
-    opt.restore()
-
-
-# ------------------------------------------------------------------------------------------- peer library
-def test_agrees_with_pytorch_optimizer_sam():
-    po = pytest.importorskip("pytorch_optimizer")
-    m1, m2 = mlp(), mlp()
-    ours = SAM(base=torch.optim.SGD(m1.parameters(), lr=0.1, momentum=0.9), rho=0.05)
-    theirs = po.SAM(m2.parameters(), base_optimizer=torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
-    for t in range(5):
-        x, y = batch(t)
-        ours.step(closure_for(m1, x, y))
-        theirs.zero_grad()
-        F.cross_entropy(m2(x), y).backward()
-        theirs.first_step(zero_grad=True)
-        F.cross_entropy(m2(x), y).backward()
-        theirs.second_step(zero_grad=True)
-    for a, b in zip(m1.parameters(), m2.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-
-
-def test_two_groups_use_one_global_norm():
-    """Pitfall 7: splitting the parameters into two groups must not change ε (the norm is global)."""
-    x, y = batch(dtype=torch.float64)
-    eps = []
-    for split in (False, True):
-        model = mlp(dtype=torch.float64)
-        groups = ([{"params": list(model[0].parameters())}, {"params": list(model[-1].parameters())}] if split
-                  else [{"params": list(model.parameters())}])
-        opt = SAM(base=torch.optim.SGD(groups, lr=0.1), rho=0.05)
-        before = params_of(model)
-        F.cross_entropy(model(x), y).backward()
-        opt.first_step()
-        eps.append(torch.cat([(p.detach() - b).reshape(-1) for p, b in zip(model.parameters(), before)]))
-        opt.restore()
-    torch.testing.assert_close(eps[0], eps[1], rtol=0, atol=0)
-
-
-def test_bf16_parameters_get_a_finite_perturbation():
-    w = nn.Parameter(torch.full((8,), 1.0, dtype=torch.bfloat16))
-    opt = SAM([w], base=torch.optim.SGD([w], lr=0.0), rho=0.5)
-    w.grad = torch.full((8,), 1e-3, dtype=torch.bfloat16)
-    opt.first_step(zero_grad=False)
-    assert torch.isfinite(w).all()
-    torch.testing.assert_close(w.detach().float(), torch.full((8,), 1.0 + 0.5 / 8**0.5), rtol=1e-2, atol=0)
-    opt.restore()
-    assert torch.equal(w.detach(), torch.full((8,), 1.0, dtype=torch.bfloat16))

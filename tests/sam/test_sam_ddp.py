@@ -5,14 +5,12 @@ concatenated batch. ``"local"``: pass 1 runs under ``no_sync()``, each rank pert
 (m-sharpness with m = per-rank batch), pass 2 is synchronised, so replicas stay identical.
 """
 
-import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from optimlab.distributed import run_local
 from optimlab.sam import SAM
-
-comm_launch = pytest.importorskip("optimlab.comm.launch")
 
 
 def _mlp():
@@ -57,7 +55,7 @@ def _ddp_worker(rank, world):
 
 
 def test_ddp_global_equals_single_process_and_local_keeps_replicas_identical():
-    results = comm_launch.run_local(_ddp_worker, nprocs=2, timeout_s=120)
+    results = run_local(_ddp_worker, world_size=2, timeout=120)
     single = _mlp()
     reference = _train(single, SAM(base=torch.optim.SGD(single.parameters(), lr=0.1), rho=0.05), single)
     for mode in ("global", "local"):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from conftest import batch, closure_for, mlp, run_steps, same_params
 from optimlab import ProvisionalWarning
 from optimlab.metrics import state_bytes
 from optimlab.sam import ASAM, SAM, FisherSAM, InfoSAM, PreSAM, VaSSO, amp_step
@@ -15,33 +16,8 @@ from optimlab.sam import ASAM, SAM, FisherSAM, InfoSAM, PreSAM, VaSSO, amp_step
 pytestmark = pytest.mark.filterwarnings("ignore::optimlab.ProvisionalWarning")
 
 
-def mlp(seed=0, dtype=torch.float32):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)).to(dtype)
-
-
-def batch(seed=1, n=32, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 6, generator=g, dtype=dtype), torch.randint(0, 3, (n,), generator=g)
-
-
-def closure_for(model, x, y):
-    def closure():
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-
-    return closure
-
-
 def train(model, opt, steps, seed0=0):
-    for t in range(steps):
-        x, y = batch(seed0 + t)
-        opt.step(closure_for(model, x, y))
-
-
-def same(m1, m2):
-    return all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+    run_steps(model, opt, steps, seed0=seed0)
 
 
 def sgd(model):
@@ -59,7 +35,7 @@ def test_variants_reduce_to_sam_bit_for_bit(make):
     o1, o2 = SAM(base=sgd(m1), rho=0.05), make(sgd(m2))
     train(m1, o1, 50)
     train(m2, o2, 50)
-    assert same(m1, m2)
+    assert same_params(m1, m2)
 
 
 def test_infosam_beta0_and_first_step_match_sam():
@@ -168,7 +144,7 @@ def test_state_dict_round_trip_and_persistent_bytes(make, extra):
     sd = copy.deepcopy((m.state_dict(), opt.state_dict()))
     n_param_bytes = sum(p.numel() * p.element_size() for p in m.parameters())
     sam_state = {k: {kk: vv for kk, vv in v.items() if torch.is_tensor(vv) and vv.numel() > 1}
-                 for k, v in sd[1]["sam"]["state"].items()}
+                 for k, v in sd[1]["wrapper"]["state"].items()}
     assert state_bytes(sam_state) == extra * n_param_bytes
     m2 = mlp(seed=5)
     opt2 = make(m2)
@@ -176,7 +152,7 @@ def test_state_dict_round_trip_and_persistent_bytes(make, extra):
     opt2.load_state_dict(sd[1])
     assert opt2.param_groups is opt2.base.param_groups
     train(m2, opt2, 5, seed0=7)
-    assert same(ref_m, m2)
+    assert same_params(ref_m, m2)
 
 
 # ------------------------------------------------------------------------------------------- chunked, AMP
@@ -186,7 +162,7 @@ def test_step_chunked_one_chunk_is_step_and_four_chunks_is_the_hand_loop():
     o1, o2 = SAM(base=sgd(m1)), SAM(base=sgd(m2))
     o1.step(closure_for(m1, x, y))
     o2.step_chunked(lambda k: closure_for(m2, x, y)(), 1)
-    assert same(m1, m2)
+    assert same_params(m1, m2)
 
     m3, m4 = mlp(), mlp()
     o3 = SAM(base=torch.optim.SGD(m3.parameters(), lr=0.1))
@@ -245,6 +221,7 @@ def test_amp_overflow_leaves_weights_and_state_and_reduces_scale(bad_pass):
     amp_step(opt, scaler, lambda: F.cross_entropy(model(x), y))
     before = [p.detach().clone() for p in model.parameters()]
     base_state = copy.deepcopy(opt.base.state_dict())
+    d_before = [opt.state[p]["d"].clone() for p in model.parameters()]
     scale = scaler.get_scale()
     calls = {"n": 0}
 
@@ -257,6 +234,7 @@ def test_amp_overflow_leaves_weights_and_state_and_reduces_scale(bad_pass):
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
     after = opt.base.state_dict()["state"]
     assert all(torch.equal(after[k]["momentum_buffer"], v["momentum_buffer"]) for k, v in base_state["state"].items())
+    assert all(torch.equal(opt.state[p]["d"], d) for p, d in zip(model.parameters(), d_before))  # VaSSO's state too
     assert scaler.get_scale() < scale
 
 

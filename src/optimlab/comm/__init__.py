@@ -1,40 +1,35 @@
 """Compressed gradient communication with error feedback, and ConEF (arXiv:2312.08538), as DDP comm hooks.
 
-Compressors (:mod:`.compressors`) define the wire format; error memories (:mod:`.memory`) keep what compression
-dropped (full EF, or ConEF's count-sketch memory); :class:`CommState` + :func:`comm_hook` (:mod:`.hooks`) run them
-inside ``DistributedDataParallel``; :class:`SimulatedGroup` runs the same pipeline in one process; :func:`run_local`
-(:mod:`.launch`) spawns local gloo/NCCL workers with a timeout. Only torch is needed.
+Compressors (:mod:`.compressors`, :mod:`.sketch`, :mod:`.powersgd`) define the wire format; error memories
+(:mod:`.memory`, :mod:`.conef`) keep what compression dropped (full EF, or ConEF's count-sketch memory);
+:class:`BucketStep` (:mod:`.pipeline`) runs compensate, compress, pack, decode and the memory update on one bucket;
+:class:`CommState` + :func:`comm_hook` (:mod:`.hooks`) run it inside ``DistributedDataParallel``;
+:class:`SimulatedGroup` and :func:`aggregate` (:mod:`.simulate`) run it without DDP; :mod:`.reports` accounts for
+memory and bytes. Local multi-process runs use :func:`optimlab.distributed.run_local`. Only torch is needed.
 """
 
 from optimlab.comm.compressors import (
     QSGD,
     Compressor,
-    CountSketch,
     Identity,
     Payload,
-    PowerSGD,
     RandomBlock,
     RandomK,
     ScaledSign,
     TopK,
-    counter_generator,
-    sketch_hash,
 )
-from optimlab.comm.hooks import (
-    CommReport,
-    CommState,
-    MemoryReport,
-    SimulatedGroup,
-    aggregate,
-    comm_hook,
-    predict_memory,
-    register_hook,
-)
-from optimlab.comm.launch import free_port, run_local
-from optimlab.comm.memory import CompressedMemory, ConEFMemory, EFMemory, ErrorMemory, NoMemory
+from optimlab.comm.conef import ConEFMemory
+from optimlab.comm.hooks import CommState, comm_hook, register_hook
+from optimlab.comm.memory import CompressedMemory, EFMemory, ErrorMemory, NoMemory
+from optimlab.comm.pipeline import BucketStep
+from optimlab.comm.powersgd import PowerSGD
+from optimlab.comm.reports import CommReport, MemoryReport, powersgd_state_bytes, predict_memory
+from optimlab.comm.simulate import SimulatedGroup, aggregate
+from optimlab.comm.sketch import CountSketch, sketch, sketch_hash, unsketch
 
 __all__ = [
     "QSGD",
+    "BucketStep",
     "CommReport",
     "CommState",
     "CompressedMemory",
@@ -55,10 +50,10 @@ __all__ = [
     "TopK",
     "aggregate",
     "comm_hook",
-    "counter_generator",
-    "free_port",
+    "powersgd_state_bytes",
     "predict_memory",
     "register_hook",
-    "run_local",
+    "sketch",
     "sketch_hash",
+    "unsketch",
 ]

@@ -1,5 +1,5 @@
-"""Registered claims, one module per paper. Import :func:`all_claims` to discover them."""
+"""The papers' claims, one module per paper; modules whose name starts with ``_`` are shared helpers.
 
-from optimlab.experiments.registry import Claim, RunContext, all_claims, register_claim
-
-__all__ = ["Claim", "RunContext", "all_claims", "register_claim"]
+The claim framework (registry, run context, criteria, runner) is :mod:`optimlab.evidence`;
+``optimlab.evidence.all_claims()`` imports every module here whose name does not start with ``_``.
+"""

@@ -1,14 +1,15 @@
 """Initialisations for matrix factorisation: Nyström sketch, random, spectral (arXiv:2410.18965, §3.2 of the spec).
 
-Every function takes a ``torch.Generator`` (default: a fresh one seeded 0) and never touches the global RNG. The
-Gaussian draws happen on the generator's device (CPU unless you pass a CUDA generator) and then move to the device
+Every function takes ``generator``: a ``torch.Generator``, an int seed or ``None``, by the one rule of
+:func:`optimlab._random.check_generator` (``None``: a fresh generator seeded non-deterministically), and never touches
+the global RNG. The Gaussian draws happen on the generator's device (CPU unless you pass a CUDA generator) and then move to the device
 of A, so a seed gives the same numbers on every device. Results have A's dtype (float64 by default).
 
 The Nyström initialisation X0 = ξ·AΩ is the randomized range sketch of Halko, Martinsson and Tropp
 (arXiv:0909.4061); Li, Zhang, Mokhtari and He (ICLR 2025, arXiv:2410.18965) use it to start ScaledGD.
 What was checked against that paper: the abstract and summaries only (the name, that the start is a sketch of A,
 quadratic convergence in the symmetric exact/OP settings, one-step convergence in the asymmetric one). The paper's
-default ξ and its exact scaling are UNVERIFIED; here ξ = 1 and ``scale="match"`` are options, and claim
+default ξ and its exact scaling are UNVERIFIED; here ξ = 1 and ``match_norm=True`` are options, and claim
 ``nora.sym_init_sensitivity`` measures that the rate does not depend on ξ.
 """
 
@@ -19,15 +20,19 @@ import math
 import torch
 from torch import Tensor
 
-from optimlab.matfac.problems import AsymmetricMF, Problem, SymmetricMF, _check_number, as_tensor, check_rank
+from optimlab._random import GeneratorLike, check_generator
+from optimlab._validation import AnyOf, Interval, Options, check
+from optimlab.matfac.problems import (
+    NONNEGATIVE,
+    POSITIVE,
+    AsymmetricMF,
+    Problem,
+    SymmetricMF,
+    as_tensor,
+    check_rank,
+)
 
-
-def _gen(generator: torch.Generator | None) -> torch.Generator:
-    if generator is None:
-        return torch.Generator().manual_seed(0)
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    return generator
+NONZERO = AnyOf(Interval(-math.inf, 0, closed="neither"), POSITIVE)
 
 
 def _randn(shape: tuple[int, int], gen: torch.Generator, like: Tensor) -> Tensor:
@@ -40,35 +45,34 @@ def _check_problem(problem) -> None:
         raise ValueError(f"problem must be a SymmetricMF or AsymmetricMF, got {type(problem).__name__}")
 
 
-def nystrom_init(problem, r: int, *, xi: float = 1.0, scale: str = "none", perturb: float = 0.0,
-                 generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, Tensor]:
-    """Nyström sketch X0 = ξ·A·Ω with Ω ∈ ℝ^{n×r} i.i.d. N(0, 1); asymmetric problems return (X0, Y0 = 0).
+def nystrom_init(problem, rank: int, *, xi: float = 1.0, match_norm: bool = False, perturb: float = 0.0,
+                 generator: GeneratorLike = None) -> Tensor | tuple[Tensor, Tensor]:
+    """Nyström sketch X0 = ξ·A·Ω with Ω ∈ ℝ^{n×r} i.i.d. N(0, 1), r = ``rank``; asymmetric problems return
+    (X0, Y0 = 0).
 
     X0 lies exactly in col(A). ``problem`` may also be a plain matrix M (tensor or numpy array), e.g. the
     back-projection 𝒜*(y) of a sensing problem: then X0 = ξ·MΩ alone is returned (pair it with Y0 = 0 for an
     asymmetric model).
 
     Args:
-        r: number of columns, in [1, min(m, n)].
+        rank: number of columns r, in [1, min(m, n)].
         xi: scale ξ (finite, non-zero). The paper's default is UNVERIFIED; the fast rate is insensitive to it.
-        scale: ``"none"``, or ``"match"`` to rescale X0 so that ‖X0‖₂² = ‖A‖₂ (i.e. ‖X0X0ᵀ‖₂ = ‖A‖₂).
-        perturb: δ ≥ 0 adds δ·(‖X0‖_F/√(mr))·N(0, 1), which leaves col(A) (for the sensitivity claim).
-        generator: source of Ω (and of the perturbation); default a fresh generator seeded 0.
+        match_norm: rescale X0 so that ‖X0‖₂² = ‖A‖₂ (i.e. ‖X0X0ᵀ‖₂ = ‖A‖₂ for a symmetric problem).
+        perturb: δ ≥ 0 adds δ·(‖X0‖_F/√(m·r))·N(0, 1), which leaves col(A) (for the sensitivity claim).
+        generator: source of Ω (and of the perturbation): a ``torch.Generator``, an int seed or ``None``
+            (:func:`optimlab._random.check_generator`).
     """
     if isinstance(problem, (SymmetricMF, AsymmetricMF)):
         A = problem.A
     else:
         A = as_tensor(problem, "problem (a SymmetricMF, AsymmetricMF or a matrix)")
-    r = check_rank(r, min(A.shape))
-    if scale not in ("none", "match"):
-        raise ValueError(f"scale must be 'none' or 'match', got {scale!r}")
-    xi = _check_number(xi, "xi", lo=-math.inf, strict=True)
-    if xi == 0:
-        raise ValueError("xi must be a finite non-zero number, got 0")
-    perturb = _check_number(perturb, "perturb", lo=0.0, strict=False)
-    gen = _gen(generator)
+    r = check_rank(rank, min(A.shape))
+    match_norm = check(Options(False, True), match_norm, "match_norm")
+    xi = check(NONZERO, xi, "xi")
+    perturb = check(NONNEGATIVE, perturb, "perturb")
+    gen = check_generator(generator)
     X0 = xi * (A @ _randn((A.shape[1], r), gen, A))
-    if scale == "match":
+    if match_norm:
         if isinstance(problem, (SymmetricMF, AsymmetricMF)):
             a2 = problem.spectral_norm
         else:
@@ -84,35 +88,37 @@ def nystrom_init(problem, r: int, *, xi: float = 1.0, scale: str = "none", pertu
     return X0
 
 
-def random_init(problem: Problem, r: int, *, std: float | None = None,
-                generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, Tensor]:
-    """I.i.d. N(0, std²) entries, default std = 1/√m; for an asymmetric problem both factors (X0, Y0) are random.
+def random_init(problem: Problem, rank: int, *, std: float | None = None,
+                generator: GeneratorLike = None) -> Tensor | tuple[Tensor, Tensor]:
+    """I.i.d. N(0, std²) entries (``rank`` columns), default std = 1/√m; for an asymmetric problem both factors
+    (X0, Y0) are random.
 
     The usual "small random" baseline is std = 1e-3. The draw is not projected onto range(A) (spec §7 P10).
     """
     _check_problem(problem)
-    r = check_rank(r, min(problem.A.shape))
+    r = check_rank(rank, min(problem.A.shape))
     m = problem.A.shape[0]
-    std = 1.0 / math.sqrt(m) if std is None else _check_number(std, "std", lo=0.0, strict=True)
-    gen = _gen(generator)
+    std = 1.0 / math.sqrt(m) if std is None else check(POSITIVE, std, "std")
+    gen = check_generator(generator)
     X0 = std * _randn((m, r), gen, problem.A)
     if isinstance(problem, AsymmetricMF):
         return X0, std * _randn((problem.n, r), gen, problem.A)
     return X0
 
 
-def spectral_init(problem: Problem, r: int, *, noise: float = 0.0,
-                  generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, Tensor]:
-    """Top-r factors U_r Λ_r^{½} (symmetric) or (U_rΣ_r^{½}, V_rΣ_r^{½}) (asymmetric), plus relative noise.
+def spectral_init(problem: Problem, rank: int, *, noise: float = 0.0,
+                  generator: GeneratorLike = None) -> Tensor | tuple[Tensor, Tensor]:
+    """Top-r factors U_r Λ_r^{½} (symmetric) or (U_rΣ_r^{½}, V_rΣ_r^{½}) (asymmetric), r = ``rank``, plus relative
+    noise.
 
     Columns beyond the numerical rank of A are exactly zero. ``noise=ν`` adds ν·(‖F‖_F/√(size of F))·N(0, 1) to
     each factor F. With ν = 0 in the exact or OP regime this is already optimal: a baseline (the start used by
     Tong, Ma, Chi, arXiv:2005.08898), not a solver.
     """
     _check_problem(problem)
-    r = check_rank(r, min(problem.A.shape))
-    noise = _check_number(noise, "noise", lo=0.0, strict=False)
-    gen = _gen(generator)
+    r = check_rank(rank, min(problem.A.shape))
+    noise = check(NONNEGATIVE, noise, "noise")
+    gen = check_generator(generator)
 
     def noisy(F: Tensor) -> Tensor:
         if noise == 0:

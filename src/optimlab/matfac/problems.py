@@ -4,14 +4,15 @@ Symmetric:   f(X) = ¼‖XXᵀ − A‖_F²,     ∇f = (XXᵀ − A)X,         
 Asymmetric:  f(X, Y) = ½‖XYᵀ − A‖_F²,  ∇_X = (XYᵀ − A)Y, ∇_Y = (XYᵀ − A)ᵀX,   A m×n, X m×r, Y n×r.
 
 Step sizes elsewhere in :mod:`optimlab.matfac` are defined on exactly these losses (¼ for the symmetric one): with
-½‖XXᵀ − A‖² the gradient doubles, so halve η.
+½‖XXᵀ − A‖² the gradient doubles, so halve η (``lr``).
 
 Regimes, with r_A = rank(A): exact (r = r_A), over-parameterised (OP, r > r_A), under-parameterised (UP, r < r_A;
 the natural target is then A_r, the best rank-r approximation, ``target="best"``).
 
 Everything is torch, float64 by default (``dtype=torch.float32`` is accepted but cannot reach errors near 1e-12);
-numpy input is converted; the device follows the input tensor. Nothing uses the global RNG. Relative errors are
-computed in row blocks, so no m×n (or m×m) buffer besides A is ever formed.
+numpy input is converted; the device follows the input tensor. Randomness comes only from a generator passed in
+(:func:`optimlab._random.check_generator`). Relative errors are computed in row blocks of at most
+:data:`BLOCK_ELEMENTS` entries, so no m×n (or m×m) buffer besides A is ever formed.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from optimlab._random import check_generator
+from optimlab._validation import Interval, Options, check
+
 DTYPES = (torch.float64, torch.float32)
-_BLOCK_ELEMENTS = 1 << 16  # largest temporary block of a residual X_b Yᵀ − T_b (elements), see _residual_norm
+BLOCK_ELEMENTS = 1 << 16  # largest temporary block of a residual X_b Yᵀ − T_b (elements), see residual_norm
+NONNEGATIVE = Interval(0, math.inf, closed="left")
+POSITIVE = Interval(0, math.inf, closed="neither")
 
 
 def _check_dtype(dtype) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be torch.float64 (default) or torch.float32, got {dtype!r}")
-    return dtype
+    return check(Options(*DTYPES), dtype, "dtype")
 
 
 def as_tensor(a, name: str, *, dtype=torch.float64, device=None) -> Tensor:
@@ -55,38 +59,19 @@ def as_tensor(a, name: str, *, dtype=torch.float64, device=None) -> Tensor:
     return t
 
 
-def check_rank(r, limit: int, name: str = "r") -> int:
-    """``r`` as an int in [1, limit], else ``ValueError`` naming ``name`` and the allowed range."""
-    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 1 <= int(r) <= limit:
-        raise ValueError(f"{name} must be an integer in [1, {limit}] (at most min(m, n)), got {r!r}")
-    return int(r)
+def check_rank(rank, limit: int, name: str = "rank") -> int:
+    """``rank`` as an int in [1, limit] (``limit`` = min(m, n)), else ``ValueError`` naming ``name``."""
+    return check(Interval(1, limit, integer=True, remedy="at most min(m, n) of the target"), rank, name)
 
 
-def _check_number(x, name: str, *, lo: float, strict: bool) -> float:
-    ok = isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool) and math.isfinite(x)
-    if not ok or (x <= lo if strict else x < lo):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {lo:g}, got {x!r}")
-    return float(x)
+def _check_size(value, name: str) -> int:
+    return check(Interval(1, math.inf, closed="left", integer=True), value, name)
 
 
 def _haar(m: int, k: int, gen: torch.Generator) -> Tensor:
     """m×k with orthonormal columns, Haar-distributed (QR of a Gaussian with the sign fix of Mezzadri)."""
     q, r = torch.linalg.qr(torch.randn(m, k, generator=gen, dtype=torch.float64, device=gen.device))
     return q * torch.sign(torch.diagonal(r))
-
-
-def _problem_generator(seed, generator: torch.Generator | None) -> torch.Generator:
-    """The generator a ``random`` constructor draws from.
-
-    With ``seed`` (no ``generator``) it is seeded with a mix of ``seed``, not ``seed`` itself: an initialisation
-    drawn from ``torch.Generator().manual_seed(seed)`` then does not redraw the Gaussian matrix whose QR gave A's
-    eigenvectors (that coincidence would put a "random" init exactly in range(A), specs/matfac.md §7 P10).
-    """
-    if generator is not None:
-        return generator
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + 0x5EED) % (1 << 63))
 
 
 def _noise(A: Tensor, level: float, gen: torch.Generator, *, symmetric: bool) -> Tensor:
@@ -97,16 +82,16 @@ def _noise(A: Tensor, level: float, gen: torch.Generator, *, symmetric: bool) ->
     return E * (level * float(torch.linalg.matrix_norm(A)) / float(torch.linalg.matrix_norm(E)))
 
 
-def _residual_norm(X: Tensor, Y: Tensor, T: Tensor | None = None, L: Tensor | None = None,
-                   R: Tensor | None = None) -> Tensor:
+def residual_norm(X: Tensor, Y: Tensor, T: Tensor | None = None, L: Tensor | None = None,
+                  R: Tensor | None = None) -> Tensor:
     """‖XYᵀ − T‖_F, with T dense or given as factors T = L Rᵀ, summed over row blocks.
 
-    Each temporary is a b×n block with b·n ≤ max(_BLOCK_ELEMENTS, n): memory stays O((m + n)r) plus a constant,
+    Each temporary is a b×n block with b·n ≤ max(BLOCK_ELEMENTS, n): memory stays O((m + n)r) plus a constant,
     and the sum of squares of the residual entries keeps full relative accuracy (no ‖XYᵀ‖² − 2⟨·⟩ + ‖T‖²
     cancellation, which would floor the relative error near 1e-8).
     """
     m, n = X.shape[0], Y.shape[0]
-    b = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    b = max(1, BLOCK_ELEMENTS // max(n, 1))
     if b >= m:
         D = X @ Y.T - (T if T is not None else L @ R.T)
         return torch.linalg.matrix_norm(D)
@@ -149,28 +134,31 @@ class SymmetricMF:
                                  f"eigenvalue is λ_min = {lam_min:.3e}")
 
     @classmethod
-    def random(cls, m: int, rank: int, kappa: float = 10.0, eigvals=None, seed: int = 0, *,
-               generator: torch.Generator | None = None, noise: float = 0.0, device=None,
-               dtype=torch.float64) -> SymmetricMF:
+    def random(cls, m: int, rank: int, kappa: float = 10.0, eigvals=None, *, generator=None, noise: float = 0.0,
+               device=None, dtype=torch.float64) -> SymmetricMF:
         """A = U diag(λ) Uᵀ with U Haar (m×rank) and λ = geomspace(1, 1/κ, rank) unless ``eigvals`` is given.
 
-        ``generator`` (if given) replaces ``seed``; pass the same generator on to the initialisation so that one seed
-        drives A and the init with independent draws (spec §4, common set-up). ``noise=ε`` adds a symmetric Gaussian
-        E with ‖E‖_F = ε‖A‖_F: A is then full rank and may be indefinite (the PSD check is skipped), and the natural
-        target is ``best_rank(r)``. Draws happen on the generator's device (CPU by default), then move to ``device``.
+        ``generator``: a ``torch.Generator``, an int seed or ``None``, by the one rule of
+        :func:`optimlab._random.check_generator` (an int seeds a new generator; ``None`` is non-deterministic).
+        Pass the same ``torch.Generator`` on to the initialisation, so that one seed drives A and the init with
+        independent draws (spec §4, common set-up). Pitfall: two equal ints (``random(..., generator=s)`` and
+        ``random_init(..., generator=s)``) reuse one stream, so the init redraws the Gaussian matrix whose QR gave
+        A's eigenvectors and lies exactly in range(A) (spec §7 P10).
+        ``noise=ε`` adds a symmetric Gaussian E with ‖E‖_F = ε‖A‖_F: A is then full rank and may be indefinite (the
+        PSD check is skipped), and the natural target is ``best_rank(rank)``. Draws happen on the generator's device
+        (CPU by default), then move to ``device``.
         """
-        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-            raise ValueError(f"m must be a positive integer, got {m!r}")
+        m = _check_size(m, "m")
         rank = check_rank(rank, m, "rank")
         if eigvals is None:
-            kappa = _check_number(kappa, "kappa", lo=1.0, strict=False)
+            kappa = check(Interval(1, math.inf, closed="left"), kappa, "kappa")
             lam = torch.tensor(np.geomspace(1.0, 1.0 / kappa, rank), dtype=torch.float64)
         else:
             lam = torch.as_tensor(np.asarray(eigvals, dtype=np.float64))
             if lam.shape != (rank,) or not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()):
                 raise ValueError(f"eigvals must be {rank} finite non-negative values (one per rank), got {eigvals!r}")
-        noise = _check_number(noise, "noise", lo=0.0, strict=False)
-        gen = _problem_generator(seed, generator)
+        noise = check(NONNEGATIVE, noise, "noise")
+        gen = check_generator(generator)
         U = _haar(m, rank, gen)
         A = (U * lam.to(U.device)) @ U.T
         if noise:
@@ -207,33 +195,34 @@ class SymmetricMF:
     # ---------------------------------------------------------------- loss and targets
     def loss(self, X: Tensor) -> float:
         """¼‖XXᵀ − A‖_F²."""
-        return 0.25 * float(_residual_norm(X, X, self.A)) ** 2
+        return 0.25 * float(residual_norm(X, X, self.A)) ** 2
 
     def grad(self, X: Tensor) -> Tensor:
         """(XXᵀ − A)X computed as X(XᵀX) − AX (the m×m residual is never formed)."""
         return X @ (X.T @ X) - self.A @ X
 
-    def best_factors(self, r: int) -> tuple[Tensor, Tensor]:
-        """(L, R) with L Rᵀ = A_r, the best rank-r approximation (top-r eigenpairs, negative ones clipped to 0)."""
-        r = check_rank(r, self.m)
+    def best_factors(self, rank: int) -> tuple[Tensor, Tensor]:
+        """(L, R) with L Rᵀ = A_r (r = ``rank``), the best rank-r approximation (top-r eigenpairs, negative ones
+        clipped to 0)."""
+        r = check_rank(rank, self.m)
         if r not in self._best:
             U, lam = self.eigvecs[:, -r:], self.eigvals[-r:].clamp_min(0)
             self._best[r] = (U * lam, U, float(torch.linalg.vector_norm(lam)))
         return self._best[r][:2]
 
-    def best_rank(self, r: int) -> Tensor:
-        """A_r as a dense m×m matrix (Eckart–Young; for a PSD A the top-r eigenpairs)."""
-        L, R = self.best_factors(r)
+    def best_rank(self, rank: int) -> Tensor:
+        """A_r (r = ``rank``) as a dense m×m matrix (Eckart–Young; for a PSD A the top-r eigenpairs)."""
+        L, R = self.best_factors(rank)
         return L @ R.T
 
     def rel_error(self, X: Tensor, target: str = "A") -> float:
         """‖XXᵀ − T‖_F/‖T‖_F with T = A (``"A"``) or A_r (``"best"``, r = columns of X); spec §7 P8."""
         if target == "A":
-            return float(_residual_norm(X, X, self.A)) / (self._fro or 1.0)
+            return float(residual_norm(X, X, self.A)) / (self._fro or 1.0)
         if target == "best":
             L, R = self.best_factors(min(X.shape[1], self.m))
-            return float(_residual_norm(X, X, L=L, R=R)) / (self._best[min(X.shape[1], self.m)][2] or 1.0)
-        raise ValueError(f"target must be 'A' or 'best', got {target!r}")
+            return float(residual_norm(X, X, L=L, R=R)) / (self._best[min(X.shape[1], self.m)][2] or 1.0)
+        raise ValueError(f"target must be one of ('A', 'best'), got {target!r}")
 
 
 class AsymmetricMF:
@@ -247,25 +236,23 @@ class AsymmetricMF:
         self._fro = float(torch.linalg.matrix_norm(self.A))
 
     @classmethod
-    def random(cls, m: int, n: int, rank: int, kappa: float = 10.0, top: float = 1.0, seed: int = 0, *,
-               singular_values=None, generator: torch.Generator | None = None, noise: float = 0.0, device=None,
-               dtype=torch.float64) -> AsymmetricMF:
+    def random(cls, m: int, n: int, rank: int, kappa: float = 10.0, top: float = 1.0, *, singular_values=None,
+               generator=None, noise: float = 0.0, device=None, dtype=torch.float64) -> AsymmetricMF:
         """A = U diag(σ) Vᵀ with Haar U (m×rank), V (n×rank) and σ = top·geomspace(1, 1/κ, rank), unless
-        ``singular_values`` is given; ``generator``, ``noise`` and ``device`` as in :meth:`SymmetricMF.random`."""
-        for name, v in (("m", m), ("n", n)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        ``singular_values`` is given; ``generator`` (and its pitfall), ``noise`` and ``device`` as in
+        :meth:`SymmetricMF.random`."""
+        m, n = _check_size(m, "m"), _check_size(n, "n")
         rank = check_rank(rank, min(m, n), "rank")
         if singular_values is None:
-            kappa = _check_number(kappa, "kappa", lo=1.0, strict=False)
-            top = _check_number(top, "top", lo=0.0, strict=True)
+            kappa = check(Interval(1, math.inf, closed="left"), kappa, "kappa")
+            top = check(POSITIVE, top, "top")
             sig = top * torch.tensor(np.geomspace(1.0, 1.0 / kappa, rank), dtype=torch.float64)
         else:
             sig = torch.as_tensor(np.asarray(singular_values, dtype=np.float64))
             if sig.shape != (rank,) or not bool(torch.isfinite(sig).all()) or bool((sig < 0).any()):
                 raise ValueError(f"singular_values must be {rank} finite non-negative values, got {singular_values!r}")
-        noise = _check_number(noise, "noise", lo=0.0, strict=False)
-        gen = _problem_generator(seed, generator)
+        noise = check(NONNEGATIVE, noise, "noise")
+        gen = check_generator(generator)
         U, V = _haar(m, rank, gen), _haar(n, rank, gen)
         A = (U * sig.to(U.device)) @ V.T
         if noise:
@@ -302,35 +289,36 @@ class AsymmetricMF:
 
     def loss(self, X: Tensor, Y: Tensor) -> float:
         """½‖XYᵀ − A‖_F²."""
-        return 0.5 * float(_residual_norm(X, Y, self.A)) ** 2
+        return 0.5 * float(residual_norm(X, Y, self.A)) ** 2
 
     def grad(self, X: Tensor, Y: Tensor) -> tuple[Tensor, Tensor]:
         """((XYᵀ − A)Y, (XYᵀ − A)ᵀX) computed as (X(YᵀY) − AY, Y(XᵀX) − AᵀX), without the m×n residual."""
         return X @ (Y.T @ Y) - self.A @ Y, Y @ (X.T @ X) - self.A.T @ X
 
-    def best_factors(self, r: int) -> tuple[Tensor, Tensor]:
-        """(L, R) with L Rᵀ = A_r = U_r Σ_r V_rᵀ (Eckart–Young)."""
-        r = check_rank(r, min(self.m, self.n))
+    def best_factors(self, rank: int) -> tuple[Tensor, Tensor]:
+        """(L, R) with L Rᵀ = A_r = U_r Σ_r V_rᵀ, r = ``rank`` (Eckart–Young)."""
+        r = check_rank(rank, min(self.m, self.n))
         if r not in self._best:
             self._best[r] = (self.U[:, :r] * self.S[:r], self.Vh[:r].T, float(torch.linalg.vector_norm(self.S[:r])))
         return self._best[r][:2]
 
-    def best_rank(self, r: int) -> Tensor:
-        """A_r as a dense m×n matrix."""
-        L, R = self.best_factors(r)
+    def best_rank(self, rank: int) -> Tensor:
+        """A_r (r = ``rank``) as a dense m×n matrix."""
+        L, R = self.best_factors(rank)
         return L @ R.T
 
     def rel_error(self, X: Tensor, Y: Tensor, target: str = "A") -> float:
         """‖XYᵀ − T‖_F/‖T‖_F with T = A (``"A"``) or A_r (``"best"``, r = columns of X)."""
         if target == "A":
-            return float(_residual_norm(X, Y, self.A)) / (self._fro or 1.0)
+            return float(residual_norm(X, Y, self.A)) / (self._fro or 1.0)
         if target == "best":
             r = min(X.shape[1], self.m, self.n)
             L, R = self.best_factors(r)
-            return float(_residual_norm(X, Y, L=L, R=R)) / (self._best[r][2] or 1.0)
-        raise ValueError(f"target must be 'A' or 'best', got {target!r}")
+            return float(residual_norm(X, Y, L=L, R=R)) / (self._best[r][2] or 1.0)
+        raise ValueError(f"target must be one of ('A', 'best'), got {target!r}")
 
 
 Problem = SymmetricMF | AsymmetricMF
 
-__all__ = ["DTYPES", "AsymmetricMF", "Problem", "SymmetricMF", "as_tensor", "check_rank"]
+__all__ = ["BLOCK_ELEMENTS", "DTYPES", "NONNEGATIVE", "POSITIVE", "AsymmetricMF", "Problem", "SymmetricMF", "as_tensor",
+           "check_rank", "residual_norm"]

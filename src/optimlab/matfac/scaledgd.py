@@ -17,9 +17,10 @@ He (ICLR 2025, arXiv:2410.18965) state quadratic convergence for ScaledGD with N
 symmetric exact/OP settings and fast, even one-step, convergence in the asymmetric one; only those abstract-level
 statements were checked against the paper: its theorem constants and step-size conditions are UNVERIFIED.
 
-Gram inverse (shared with the LoRA preconditioners, spec §8): ``"pinv"`` (default; needed in the OP regime, where
-XᵀX is singular), ``"damped"`` (XᵀX + λI)⁻¹ (keeps the fixed points but makes the quadratic tail linear with factor
-≈ λ/(λ_min(A) + λ) at η = ½), or ``"inv"`` (raises ``ValueError`` on a singular Gram).
+Gram inverse (:func:`gram_inverse`, shared with the LoRA preconditioners, spec §8): ``"pinv"`` (default; needed in
+the OP regime, where XᵀX is singular), ``"damped"`` (XᵀX + λI)⁻¹ (keeps the fixed points but makes the quadratic
+tail linear with factor ≈ λ/(λ_min(A) + λ) at η = ½), or ``"inv"`` (raises ``ValueError`` on a singular Gram).
+The same update for any differentiable loss of XXᵀ or XYᵀ is the optimizer :class:`optimlab.matfac.ScaledGD`.
 """
 
 from __future__ import annotations
@@ -32,57 +33,51 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from optimlab.matfac.problems import AsymmetricMF, SymmetricMF, _check_number, as_tensor, check_rank
+from optimlab._validation import AnyOf, Interval, Options, check
+from optimlab.matfac.problems import NONNEGATIVE, POSITIVE, AsymmetricMF, SymmetricMF, as_tensor, check_rank
+from optimlab.result import CONVERGED, DIVERGED, MAX_ITER, IterativeResult
 
 INVERSES = ("pinv", "damped", "inv")
-STATUSES = ("converged", "max_iter", "diverged")
+STATUSES = (CONVERGED, MAX_ITER, DIVERGED)
 DIVERGENCE_FACTOR = 1e12  # error above 1e12 × the initial error (or non-finite) = diverged (spec §5, "Divergence")
+RTOL = AnyOf(Options(None), NONNEGATIVE)  # None: r·eps, torch's pinv default
 
 
 # --------------------------------------------------------------------------------------------- result
-@dataclass(frozen=True)
-class MFResult:
-    """Outcome of :func:`scaled_gd` / :func:`gd` (an SCS/CVXPY-style result, not just an array).
+@dataclass(frozen=True, kw_only=True)
+class MFResult(IterativeResult):
+    """Outcome of :func:`scaled_gd` / :func:`gd`: an :class:`optimlab.result.IterativeResult` (SCS/CVXPY-style: a
+    status and a certificate next to the solution, not just an array) with the factors.
 
     Attributes:
         X, Y: final factors (``Y`` is ``None`` for a symmetric problem), torch tensors on A's device.
-        errors: relative error to the target at every iteration, iteration 0 (the start) included.
-        iterations: steps taken (``len(errors) - 1``).
-        status: ``"converged"`` (error ≤ ``tol``), ``"max_iter"`` or ``"diverged"``.
-        rank_gram: numerical rank of XᵀX at the end (eigenvalues above r·eps·λ_max): the rank found.
-        seconds: wall time of the run (errors included).
         tol: the tolerance the run stopped at.
+        status: ``"converged"`` (error ≤ ``tol``), ``"max_iter"`` or ``"diverged"`` (:data:`STATUSES`).
+        iterations: steps taken (``len(history["rel_error"]) - 1``); ``seconds``: wall time (errors included).
+        history: ``{"rel_error": [relative error to the target at iteration 0 (the start), 1, ...]}``.
+        certificate: ``{"rel_error": final error, "rank_gram": numerical rank of XᵀX at the end}`` (eigenvalues
+            above r·eps·λ_max: the rank found, spec §8 "unknown rank").
     """
 
     X: Tensor
-    Y: Tensor | None
-    errors: list[float]
-    iterations: int
-    status: str
-    rank_gram: int
-    seconds: float
+    Y: Tensor | None = None
     tol: float = 0.0
 
     @property
-    def converged(self) -> bool:
-        return self.status == "converged"
+    def errors(self) -> list[float]:
+        """``history["rel_error"]``: the relative error at every iteration, the start included."""
+        return self.history["rel_error"]
 
-    def iterations_to(self, tol: float) -> int | None:
-        """First iteration whose error is ≤ ``tol`` (``None`` if never reached in this run)."""
-        return next((i for i, e in enumerate(self.errors) if e <= tol), None)
-
-    def to_numpy(self):
+    def to_numpy(self) -> tuple:
         """(X, Y) as numpy arrays (Y is ``None`` for a symmetric problem)."""
         return self.X.detach().cpu().numpy(), None if self.Y is None else self.Y.detach().cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------- pure maths
 def _check_inverse(inverse, damping, rtol) -> None:
-    if inverse not in INVERSES:
-        raise ValueError(f"inverse must be one of {INVERSES}, got {inverse!r}")
-    _check_number(damping, "damping", lo=0.0, strict=False)
-    if rtol is not None:
-        _check_number(rtol, "rtol", lo=0.0, strict=False)
+    check(Options(*INVERSES), inverse, "inverse")
+    check(NONNEGATIVE, damping, "damping")
+    check(RTOL, rtol, "rtol")
 
 
 def gram_inverse(G: Tensor, inverse: str = "pinv", damping: float = 0.0, rtol: float | None = None) -> Tensor:
@@ -118,39 +113,40 @@ def _numerical_rank(G: Tensor) -> int:
     return 0 if lam_max == 0 else int((lam > G.shape[0] * torch.finfo(G.dtype).eps * lam_max).sum())
 
 
-def _scaled(grad: Tensor, F: Tensor, inverse: str, damping: float, rtol: float | None) -> Tensor:
-    """grad·(FᵀF)^† — and exactly 0 when F = 0 (then grad = 0 too: no division by a zero Gram, spec §7 P7)."""
+def precondition(grad: Tensor, F: Tensor, inverse: str = "pinv", damping: float = 0.0,
+                 rtol: float | None = None) -> Tensor:
+    """grad·(FᵀF)^†, the ScaledGD direction of one factor (Tong, Ma, Chi, arXiv:2005.08898), with the inverse of
+    :func:`gram_inverse`; exactly 0 when F = 0 (then grad = 0 too: no division by a zero Gram, spec §7 P7)."""
     if not bool(F.any()):
         return torch.zeros_like(grad)
     return grad @ gram_inverse(F.T @ F, inverse, damping, rtol)
 
 
-def scaled_gd_step(problem: SymmetricMF | AsymmetricMF, X: Tensor, Y: Tensor | None = None, *, eta: float = 0.5,
+def scaled_gd_step(problem: SymmetricMF | AsymmetricMF, X: Tensor, Y: Tensor | None = None, *, lr: float = 0.5,
                    inverse: str = "pinv", damping: float = 0.0,
                    rtol: float | None = None) -> tuple[Tensor, Tensor | None]:
-    """One ScaledGD step (module docstring), tensors in, tensors out: returns (X⁺, Y⁺) (Y⁺ is ``None`` if
-    symmetric). Costs one A·X (and one Aᵀ·X) plus O((m + n)r² + r³); no m×n temporary."""
+    """One ScaledGD step (module docstring; ``lr`` is η), tensors in, tensors out: returns (X⁺, Y⁺) (Y⁺ is ``None``
+    if symmetric). Costs one A·X (and one Aᵀ·X) plus O((m + n)r² + r³); no m×n temporary."""
     if isinstance(problem, SymmetricMF):
-        return X - eta * _scaled(problem.grad(X), X, inverse, damping, rtol), None
+        return X - lr * precondition(problem.grad(X), X, inverse, damping, rtol), None
     gX, gY = problem.grad(X, Y)
-    return (X - eta * _scaled(gX, Y, inverse, damping, rtol), Y - eta * _scaled(gY, X, inverse, damping, rtol))
+    return (X - lr * precondition(gX, Y, inverse, damping, rtol), Y - lr * precondition(gY, X, inverse, damping, rtol))
 
 
 def gd_step(problem: SymmetricMF | AsymmetricMF, X: Tensor, Y: Tensor | None = None, *,
-            eta: float) -> tuple[Tensor, Tensor | None]:
-    """One plain gradient step on ¼‖XXᵀ − A‖² (X⁺ = X − η(XXᵀ − A)X) or ½‖XYᵀ − A‖² (simultaneous)."""
+            lr: float) -> tuple[Tensor, Tensor | None]:
+    """One plain gradient step on ¼‖XXᵀ − A‖² (X⁺ = X − η(XXᵀ − A)X, η = ``lr``) or ½‖XYᵀ − A‖² (simultaneous)."""
     if isinstance(problem, SymmetricMF):
-        return X - eta * problem.grad(X), None
+        return X - lr * problem.grad(X), None
     gX, gY = problem.grad(X, Y)
-    return X - eta * gX, Y - eta * gY
+    return X - lr * gX, Y - lr * gY
 
 
 # --------------------------------------------------------------------------------------------- solvers
-def _validate_run(eta, max_iter, tol) -> None:
-    _check_number(eta, "eta", lo=0.0, strict=True)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    _check_number(tol, "tol", lo=0.0, strict=True)
+def _validate_run(lr, max_iter, tol) -> None:
+    check(POSITIVE, lr, "lr")
+    check(Interval(1, math.inf, closed="left", integer=True), max_iter, "max_iter")
+    check(POSITIVE, tol, "tol")
 
 
 def _factors(problem, X0, Y0) -> tuple[Tensor, Tensor | None]:
@@ -160,7 +156,7 @@ def _factors(problem, X0, Y0) -> tuple[Tensor, Tensor | None]:
     X = as_tensor(X0, "X0", dtype=A.dtype, device=A.device)
     if X.shape[0] != A.shape[0]:
         raise ValueError(f"X0 must have shape (m, r) = ({A.shape[0]}, r), got {tuple(X.shape)}")
-    check_rank(X.shape[1], min(A.shape), "r (columns of X0)")
+    check_rank(X.shape[1], min(A.shape), "rank (columns of X0)")
     if isinstance(problem, SymmetricMF):
         if Y0 is not None:
             raise ValueError("Y0 must be None for a symmetric problem (the model is XXᵀ)")
@@ -175,8 +171,7 @@ def _factors(problem, X0, Y0) -> tuple[Tensor, Tensor | None]:
 
 def _run(problem, X0, Y0, step: Callable, *, max_iter: int, tol: float, target: str,
          callback: Callable | None, raise_on_divergence: bool) -> MFResult:
-    if target not in ("A", "best"):
-        raise ValueError(f"target must be 'A' or 'best', got {target!r}")
+    check(Options("A", "best"), target, "target")
     X, Y = _factors(problem, X0, Y0)
     sym = Y is None
 
@@ -186,34 +181,36 @@ def _run(problem, X0, Y0, step: Callable, *, max_iter: int, tol: float, target: 
     t0 = time.perf_counter()
     with torch.no_grad():
         errors = [err()]
-        status = "converged" if errors[0] <= tol else "max_iter"
-        for it in range(1, max_iter + 1 if status != "converged" else 1):
+        status = CONVERGED if errors[0] <= tol else MAX_ITER
+        for it in range(1, max_iter + 1 if status != CONVERGED else 1):
             X, Y = step(X, Y)
             errors.append(err())
             if callback is not None:
                 callback(it, X, Y, errors[-1])
             e = errors[-1]
             if not math.isfinite(e) or e > DIVERGENCE_FACTOR * max(errors[0], 1e-300):
-                status = "diverged"
+                status = DIVERGED
                 if raise_on_divergence:
                     raise FloatingPointError(f"diverged at iteration {it}: relative error {e:.3e} (initial "
                                              f"{errors[0]:.3e})")
                 break
             if e <= tol:  # only the tolerance stops a run: a transient rise (phase 1) never does (spec §7 P4)
-                status = "converged"
+                status = CONVERGED
                 break
         rank = _numerical_rank(X.T @ X) if bool(torch.isfinite(X).all()) else 0
-    return MFResult(X, Y, errors, len(errors) - 1, status, rank, time.perf_counter() - t0, float(tol))
+    return MFResult(status=status, iterations=len(errors) - 1, seconds=time.perf_counter() - t0,
+                    history={"rel_error": errors}, certificate={"rel_error": errors[-1], "rank_gram": rank},
+                    X=X, Y=Y, tol=float(tol))
 
 
-def scaled_gd(problem: SymmetricMF | AsymmetricMF, X0, Y0=None, *, eta: float = 0.5, max_iter: int = 1000,
+def scaled_gd(problem: SymmetricMF | AsymmetricMF, X0, Y0=None, *, lr: float = 0.5, max_iter: int = 1000,
               tol: float = 1e-12, target: str = "A", inverse: str = "pinv", damping: float = 0.0,
               rtol: float | None = None, callback: Callable | None = None,
               raise_on_divergence: bool = False) -> MFResult:
     """Run ScaledGD (module docstring) from (X0[, Y0]) until the relative error is ≤ ``tol`` or ``max_iter``.
 
     Args:
-        eta: step size η > 0 on ¼‖XXᵀ − A‖² (symmetric) / ½‖XYᵀ − A‖² (asymmetric). η = ½ gives the quadratic
+        lr: step size η > 0 on ¼‖XXᵀ − A‖² (symmetric) / ½‖XYᵀ − A‖² (asymmetric). η = ½ gives the quadratic
             tail from a Nyström start (symmetric exact/OP); η = 1 gives the one-step solution from (AΩ, 0).
         target: ``"A"``, or ``"best"`` for A_r (the under-parameterised regime, spec §7 P8).
         inverse, damping, rtol: see :func:`gram_inverse`.
@@ -221,19 +218,19 @@ def scaled_gd(problem: SymmetricMF | AsymmetricMF, X0, Y0=None, *, eta: float = 
         raise_on_divergence: raise ``FloatingPointError`` instead of returning status ``"diverged"``.
     X0, Y0 may be numpy arrays; they are converted to A's dtype and device.
     """
-    _validate_run(eta, max_iter, tol)
+    _validate_run(lr, max_iter, tol)
     _check_inverse(inverse, damping, rtol)
     return _run(problem, X0, Y0,
-                lambda X, Y: scaled_gd_step(problem, X, Y, eta=eta, inverse=inverse, damping=damping, rtol=rtol),
+                lambda X, Y: scaled_gd_step(problem, X, Y, lr=lr, inverse=inverse, damping=damping, rtol=rtol),
                 max_iter=max_iter, tol=tol, target=target, callback=callback, raise_on_divergence=raise_on_divergence)
 
 
-def gd(problem: SymmetricMF | AsymmetricMF, X0, Y0=None, *, eta: float, max_iter: int = 1000, tol: float = 1e-12,
+def gd(problem: SymmetricMF | AsymmetricMF, X0, Y0=None, *, lr: float, max_iter: int = 1000, tol: float = 1e-12,
        target: str = "A", callback: Callable | None = None, raise_on_divergence: bool = False) -> MFResult:
-    """Plain gradient descent on the same losses (same arguments as :func:`scaled_gd`, no Gram inverse; η has no
-    default: a stable step needs η ≲ 1/σ₁(A))."""
-    _validate_run(eta, max_iter, tol)
-    return _run(problem, X0, Y0, lambda X, Y: gd_step(problem, X, Y, eta=eta), max_iter=max_iter, tol=tol,
+    """Plain gradient descent on the same losses (same arguments as :func:`scaled_gd`, no Gram inverse; ``lr`` = η
+    has no default: a stable step needs η ≲ 1/σ₁(A))."""
+    _validate_run(lr, max_iter, tol)
+    return _run(problem, X0, Y0, lambda X, Y: gd_step(problem, X, Y, lr=lr), max_iter=max_iter, tol=tol,
                 target=target, callback=callback, raise_on_divergence=raise_on_divergence)
 
 
@@ -255,8 +252,7 @@ def tail_iterations(errors: list[float], hi: float = 1e-2, lo: float = 1e-12, *,
 
 def contraction(errors: list[float], k: int = 10) -> float:
     """Geometric-mean ratio (e_T/e_{T−k})^{1/k} over the last ``k`` steps (positive errors only)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    check(Interval(1, math.inf, closed="left", integer=True), k, "k")
     tail = [e for e in errors[-(k + 1):] if e > 0]
     if len(tail) < 2:
         raise ValueError("contraction needs at least two positive errors")
@@ -271,74 +267,5 @@ def quadratic_ratios(errors: list[float], *, hi: float, lo: float = 1e-6) -> lis
     return [b / (a * a) for a, b in zip(errors[:-1], errors[1:]) if lo <= a <= hi]
 
 
-# --------------------------------------------------------------------------------------------- optimizer
-class ScaledGD(torch.optim.Optimizer):
-    """ScaledGD as a ``torch.optim.Optimizer`` for any differentiable loss of XXᵀ or XYᵀ (sensing, completion).
-
-    A group holds factors X (``symmetric=True``; each parameter is its own factor) or exactly one ordered pair
-    [X, Y] (``symmetric=False``). ``step`` replaces the autograd gradients by the scaled ones, simultaneously,
-        X ← X − lr·∇_X (XᵀX)^†                        (symmetric)
-        X ← X − lr·∇_X (YᵀY)^†,   Y ← Y − lr·∇_Y (XᵀX)^†   (pair)
-    On ¼‖XXᵀ − A‖² / ½‖XYᵀ − A‖² this is :func:`scaled_gd_step` with η = lr. With a ½‖XXᵀ − A‖² loss the gradient
-    doubles: use lr = 0.25 for the η = ½ iteration (lr = 0.5 there is η = 1, which does not converge, §7 P1).
-
-    A non-finite gradient or closure loss raises ``FloatingPointError`` and leaves the parameters untouched
-    (``skip_nonfinite=True`` skips the step instead). The optimizer keeps no per-parameter state, so
-    ``state_dict``/``load_state_dict`` (hyperparameters) resume bit-identically; LR schedulers work on ``lr``.
-    """
-
-    def __init__(self, params, lr: float = 0.5, *, symmetric: bool, inverse: str = "pinv", damping: float = 0.0,
-                 rtol: float | None = None, skip_nonfinite: bool = False) -> None:
-        _check_number(lr, "lr", lo=0.0, strict=True)
-        _check_inverse(inverse, damping, rtol)
-        if not isinstance(symmetric, bool):
-            raise ValueError(f"symmetric must be True (one factor per parameter) or False (pairs [X, Y]), "
-                             f"got {symmetric!r}")
-        self.skip_nonfinite = bool(skip_nonfinite)
-        super().__init__(params, dict(lr=float(lr), symmetric=symmetric, inverse=inverse, damping=float(damping),
-                                      rtol=rtol))
-        for g in self.param_groups:
-            n = len(g["params"])
-            if not g["symmetric"] and n != 2:
-                raise ValueError(f"ScaledGD with symmetric=False needs every group to hold exactly 2 parameters "
-                                 f"[X, Y]; a group has {n}")
-            for p in g["params"]:
-                if p.dim() != 2:
-                    raise ValueError(f"ScaledGD factors must be 2-D matrices, got a parameter of shape "
-                                     f"{tuple(p.shape)}")
-            if not g["symmetric"] and g["params"][0].shape[1] != g["params"][1].shape[1]:
-                raise ValueError("the pair [X, Y] must have the same number of columns r, got shapes "
-                                 f"{tuple(g['params'][0].shape)} and {tuple(g['params'][1].shape)}")
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        updates: list[tuple[Tensor, Tensor]] = []
-        finite = loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all())
-        for g in self.param_groups:
-            kw = dict(inverse=g["inverse"], damping=g["damping"], rtol=g["rtol"])
-            if g["symmetric"]:
-                pairs = [(X, X.grad, X) for X in g["params"] if X.grad is not None]
-            else:
-                X, Y = g["params"]
-                if X.grad is None or Y.grad is None:
-                    continue
-                pairs = [(X, X.grad, Y), (Y, Y.grad, X)]
-            for p, grad, other in pairs:
-                finite &= bool(torch.isfinite(grad).all())
-                updates.append((p, -g["lr"] * _scaled(grad, other.detach(), **kw)))
-        if not finite:
-            if self.skip_nonfinite:
-                return loss
-            raise FloatingPointError("ScaledGD: non-finite loss or gradient; parameters left unchanged "
-                                     "(pass skip_nonfinite=True to skip such steps)")
-        for p, delta in updates:  # all deltas were computed from the old iterate (simultaneous update)
-            p.add_(delta)
-        return loss
-
-
-__all__ = ["DIVERGENCE_FACTOR", "INVERSES", "MFResult", "ScaledGD", "contraction", "gd", "gd_step", "gram_inverse",
-           "quadratic_ratios", "scaled_gd", "scaled_gd_step", "tail_iterations"]
+__all__ = ["DIVERGENCE_FACTOR", "INVERSES", "RTOL", "STATUSES", "MFResult", "contraction", "gd", "gd_step",
+           "gram_inverse", "precondition", "quadratic_ratios", "scaled_gd", "scaled_gd_step", "tail_iterations"]

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from optimlab._random import check_generator
 from optimlab.metrics._model import as_batches, measuring, trainable
+from optimlab.result import CONVERGED, MAX_ITER, IterativeResult
 
 MAX_EXACT = 5000
 
@@ -31,19 +33,29 @@ class TraceEstimate:
     n_samples: int
 
 
-@dataclass(frozen=True)
-class EigResult:
-    """Top eigenvalues (descending for Lanczos, in order found for power) with unit eigenvectors (flat, float64, CPU).
+@dataclass(frozen=True, kw_only=True)
+class EigResult(IterativeResult):
+    """Top eigenvalues (descending for Lanczos, in order found for power) with unit eigenvectors (flat, float64, CPU),
+    as an :class:`optimlab.result.IterativeResult`.
 
     ``which`` is ``"largest_algebraic"`` (Lanczos) or ``"largest_magnitude"`` (power iteration: the value may be
-    negative). ``n_hvp`` counts operator applications; ``converged`` is False when the iteration budget ran out.
+    negative). ``iterations`` counts operator applications (Hessian-vector products); ``status`` is ``"converged"``,
+    or ``"max_iter"`` when the iteration budget ran out (``converged`` is then False).
     """
 
     values: list[float]
     vectors: list[Tensor]
-    n_hvp: int
-    converged: bool
     which: str
+
+    def to_numpy(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, vectors): a 1-D array of the k values and a dim×k array of the vectors as columns."""
+        vecs = np.stack([v.numpy() for v in self.vectors], axis=1) if self.vectors else np.zeros((0, 0))
+        return np.asarray(self.values, dtype=np.float64), vecs
+
+
+def _eig(values: list[float], vectors: list[Tensor], count: int, converged: bool, which: str) -> EigResult:
+    return EigResult(status=CONVERGED if converged else MAX_ITER, iterations=count, values=values, vectors=vectors,
+                     which=which)
 
 
 def _grads(loss: Tensor, params: list[Tensor]) -> list[Tensor | None]:
@@ -150,13 +162,14 @@ def _check(name: str, value, lo: float, integer: bool = False) -> None:
         raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} >= {lo}, got {value!r}")
 
 
-def _generator(generator: torch.Generator | None) -> torch.Generator:
-    return generator if generator is not None else torch.Generator().manual_seed(0)
+def _generator(generator: torch.Generator | int | None) -> torch.Generator:
+    """``None`` keeps the metrics reproducible by default (seed 0); otherwise :func:`check_generator`'s rule."""
+    return check_generator(0 if generator is None else generator)
 
 
 # --------------------------------------------------------------------------------------- matrix-free estimators
 def hutchinson_from_hvp(matvec: Callable[[Tensor], Tensor], dim: int, *, max_samples: int = 100,
-                        min_samples: int = 10, tol: float = 1e-3, generator: torch.Generator | None = None,
+                        min_samples: int = 10, tol: float = 1e-3, generator: torch.Generator | int | None = None,
                         dtype: torch.dtype = torch.float64, device=None) -> TraceEstimate:
     """tr(H) ≈ (1/k) Σ_i v_iᵀ H v_i with Rademacher v_i (Hutchinson 1989; PyHessian arXiv:1912.07145), for any
     flat ``matvec``. Probes are drawn on the generator's device, then moved to ``device`` in ``dtype``.
@@ -184,7 +197,7 @@ def hutchinson_from_hvp(matvec: Callable[[Tensor], Tensor], dim: int, *, max_sam
 
 
 def top_eigenvalues_from_hvp(matvec: Callable[[Tensor], Tensor], dim: int, *, k: int = 1, method: str = "lanczos",
-                             tol: float = 1e-3, max_iter: int = 100, generator: torch.Generator | None = None,
+                             tol: float = 1e-3, max_iter: int = 100, generator: torch.Generator | int | None = None,
                              dtype: torch.dtype = torch.float64, device=None) -> EigResult:
     """Top-k eigenpairs of a symmetric operator given by a flat ``matvec`` (PyHessian arXiv:1912.07145 §3).
 
@@ -233,7 +246,7 @@ def top_eigenvalues_from_hvp(matvec: Callable[[Tensor], Tensor], dim: int, *, k:
         values.append(lam)
         vectors.append(v / v.norm())
         v0 = torch.randn(dim, generator=gen, device=gen.device).to(torch.float64).cpu()
-    return EigResult(values, vectors, count[0], converged, "largest_magnitude")
+    return _eig(values, vectors, count[0], converged, "largest_magnitude")
 
 
 def _lanczos(mv, dim, k, tol, max_iter, v0, count) -> EigResult:
@@ -241,7 +254,7 @@ def _lanczos(mv, dim, k, tol, max_iter, v0, count) -> EigResult:
         dense = torch.stack([mv(e) for e in torch.eye(dim, dtype=torch.float64)], dim=1)
         vals, vecs = torch.linalg.eigh(0.5 * (dense + dense.T))
         order = torch.argsort(vals, descending=True)[:k]
-        return EigResult([float(vals[i]) for i in order], [vecs[:, i].clone() for i in order], count[0], True,
+        return _eig([float(vals[i]) for i in order], [vecs[:, i].clone() for i in order], count[0], True,
                          "largest_algebraic")
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
@@ -255,8 +268,8 @@ def _lanczos(mv, dim, k, tol, max_iter, v0, count) -> EigResult:
     except ArpackNoConvergence as err:
         vals, vecs, converged = err.eigenvalues, err.eigenvectors, False
     order = np.argsort(vals)[::-1]
-    return EigResult([float(vals[i]) for i in order], [torch.from_numpy(vecs[:, i].copy()) for i in order],
-                     count[0], converged, "largest_algebraic")
+    return _eig([float(vals[i]) for i in order], [torch.from_numpy(vecs[:, i].copy()) for i in order],
+                count[0], converged, "largest_algebraic")
 
 
 def _one_blas_thread():
@@ -276,7 +289,7 @@ def _model_matvec(model, loss_fn, data, params):
 
 
 def hessian_trace(model: nn.Module, loss_fn: Callable, data, *, params=None, max_samples: int = 100,
-                  min_samples: int = 10, tol: float = 1e-3, generator: torch.Generator | None = None) -> TraceEstimate:
+                  min_samples: int = 10, tol: float = 1e-3, generator: torch.Generator | int | None = None) -> TraceEstimate:
     """Hutchinson estimate of tr ∇²L(w) for the full-data loss L = (1/N) Σ_b |b|·loss_fn(model(X_b), y_b)
     (see :func:`hutchinson_from_hvp`); ``params=None`` means every parameter with ``requires_grad``."""
     ps = trainable(model, params)
@@ -288,7 +301,7 @@ def hessian_trace(model: nn.Module, loss_fn: Callable, data, *, params=None, max
 
 def top_eigenvalues(model: nn.Module, loss_fn: Callable, data, *, k: int = 1, method: str = "lanczos",
                     tol: float = 1e-3, max_iter: int = 100, params=None,
-                    generator: torch.Generator | None = None) -> EigResult:
+                    generator: torch.Generator | int | None = None) -> EigResult:
     """Top-k eigenvalues of ∇²L(w) for the full-data loss (see :func:`top_eigenvalues_from_hvp`)."""
     ps = trainable(model, params)
     with measuring(model, ps):

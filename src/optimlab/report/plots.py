@@ -4,9 +4,7 @@ Figures are built as :class:`matplotlib.figure.Figure` objects on the ``Agg`` ca
 GUI backend and no global figure list are involved. A claim typically does::
 
     fig = paired_plot({"SGD": sgd_trace, "SAM": sam_trace}, seeds=ctx.seeds, ylabel="Hessian trace", logy=True)
-    path = ctx.figure_path(claim_id)
-    save_figure(fig, path)
-    result.figure = ctx.relative(path)
+    return ctx.result(..., figure=fig)  # saved as <out>/figures/<claim id>.png through ctx.save_figure
 """
 
 from __future__ import annotations

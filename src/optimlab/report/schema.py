@@ -52,6 +52,8 @@ class ClaimResult:
         notes: free text for the report (caveats, what was checked against the paper).
         provisional: the tested algorithm is a provisional design (the report labels it).
         status: ``ok`` or ``error`` (the claim crashed; ``error`` holds the traceback).
+        paper_reported: what the paper itself reported for the statement (shown beside our numbers).
+        headline: ``[[summary_key, label, unit], ...]``, the one to three summary numbers the summary table shows.
     """
 
     claim_id: str
@@ -70,6 +72,8 @@ class ClaimResult:
     error: str | None = None
     paper: str = ""
     statement: str = ""
+    paper_reported: str = ""
+    headline: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -101,6 +105,7 @@ class ClaimResult:
 
         d["numbers"] = unclean(d.get("numbers", {}))
         d["summary"] = unclean(d.get("summary", {}))
+        d["headline"] = [list(h) for h in d.get("headline", [])]
         return cls(**d)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from optimlab.report.schema import ClaimResult, write_text_atomic
 
-__all__ = ["format_number", "format_summary", "render_html", "render_markdown", "write_report"]
+__all__ = ["format_headline", "format_number", "format_summary", "render_html", "render_markdown", "write_report"]
 
 PROVISIONAL_TEXT = "provisional: the tested algorithm is a provisional design (see notes)"
 _VERDICT_COLORS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a6700"}
@@ -46,6 +46,21 @@ def format_summary(summary: Mapping[str, Any], max_items: int | None = None) -> 
     if max_items is not None and len(items) > max_items:
         text += ", …"
     return text
+
+
+def format_headline(r: ClaimResult, max_items: int | None = None) -> str:
+    """The claim's headline numbers (``"label value unit; ..."``, from ``r.headline``), or, for a result without
+    a headline, :func:`format_summary` of its summary."""
+    if not r.headline:
+        return format_summary(r.summary, max_items=max_items)
+    parts = []
+    for key, label, unit in r.headline:
+        if key not in r.summary:
+            parts.append(f"{label} —")
+            continue
+        sep = "" if not unit or unit in ("%", "×", "x") else " "
+        parts.append(f"{label} {format_number(r.summary[key])}{sep}{unit}".strip())
+    return "; ".join(parts)
 
 
 def _title(meta: Mapping[str, Any]) -> str:
@@ -118,7 +133,8 @@ def _md_section(r: ClaimResult) -> list[str]:
     out = [f"## {r.claim_id}", ""]
     if r.provisional:
         out += [f"> **{PROVISIONAL_TEXT}**", ""]
-    for label, value in (("Paper", r.paper), ("Statement", r.statement), ("Criterion", r.criterion)):
+    for label, value in (("Paper", r.paper), ("Statement", r.statement), ("Paper reported", r.paper_reported),
+                         ("Criterion", r.criterion)):
         if value:
             out.append(f"- **{label}:** {value}")
     out.append(f"- **Verdict:** **{_display_verdict(r)}**")
@@ -144,7 +160,7 @@ def render_markdown(results: Iterable[ClaimResult], meta: Mapping[str, Any]) -> 
     results = list(results)
     out = [f"# {_title(meta)}", ""]
     out += [f"- **{label}:** {value}" for label, value in _meta_lines(meta)] + [""]
-    rows = [[r.claim_id, _display_verdict(r), format_summary(r.summary), r.criterion] for r in results]
+    rows = [[r.claim_id, _display_verdict(r), format_headline(r), r.criterion] for r in results]
     out += ["## Summary", "", *_md_table(["claim", "verdict", "key numbers", "criterion"], rows), ""]
     for r in results:
         out += _md_section(r)
@@ -201,7 +217,8 @@ def _h_section(r: ClaimResult, out_dir: Path) -> str:
     if r.provisional:
         parts.append(f'<p class="provisional">{_e(PROVISIONAL_TEXT)}</p>')
     items = [f"<li><b>{label}:</b> {_e(value)}</li>" for label, value in
-             (("Paper", r.paper), ("Statement", r.statement), ("Criterion", r.criterion)) if value]
+             (("Paper", r.paper), ("Statement", r.statement), ("Paper reported", r.paper_reported),
+              ("Criterion", r.criterion)) if value]
     items.append(f"<li><b>Verdict:</b> {_h_verdict(r)}</li>")
     items.append(f"<li><b>Scale:</b> {_e(r.scale)}; <b>seeds:</b> {_e(', '.join(map(str, r.seeds)) or '—')}; "
                  f"<b>wall time:</b> {r.wall_time_s:.1f} s</li>")
@@ -227,7 +244,7 @@ def render_html(results: Iterable[ClaimResult], meta: Mapping[str, Any], out_dir
     out_dir = Path(out_dir)
     title = _e(_title(meta))
     meta_html = "".join(f"<li><b>{_e(k)}:</b> {_e(v)}</li>" for k, v in _meta_lines(meta))
-    rows = [[f'<a href="#{_e(r.claim_id)}">{_e(r.claim_id)}</a>', _h_verdict(r), _e(format_summary(r.summary)),
+    rows = [[f'<a href="#{_e(r.claim_id)}">{_e(r.claim_id)}</a>', _h_verdict(r), _e(format_headline(r)),
              _e(r.criterion)] for r in results]
     summary = _h_table(["claim", "verdict", "key numbers", "criterion"], rows, raw_cols=(0, 1, 2, 3))
     sections = "\n".join(_h_section(r, out_dir) for r in results)

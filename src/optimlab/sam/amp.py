@@ -7,7 +7,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from optimlab._validation import AnyOf, Interval, Options, check
 from optimlab.sam.base import SharpnessAware
+from optimlab.sam.functional import grads_finite
 
 
 def amp_step(opt: SharpnessAware, scaler: torch.amp.GradScaler, loss_fn: Callable[[], Tensor], *,
@@ -20,8 +22,9 @@ def amp_step(opt: SharpnessAware, scaler: torch.amp.GradScaler, loss_fn: Callabl
     1. scaled backward at w; if any gradient is non-finite: reduce the scale (``backoff_factor``), zero grads and
        return ``None`` — no perturbation, weights and base state untouched;
     2. unscale the first-pass gradients by hand (1/scale in fp32) and ``first_step()``: ε from true gradients;
-    3. scaled backward at w + ε; ``restore()`` weights and BatchNorm buffers;
-    4. ``scaler.unscale_(opt.base)``, optional clipping of the second-pass gradient, ``scaler.step(opt.base)`` (which
+    3. scaled backward at w + ε; ``scaler.unscale_(opt.base)``; ``restore()`` weights and BatchNorm buffers (the
+       variant's new state is kept only if the second-pass gradient is finite, i.e. if the base step is taken);
+    4. optional clipping of the second-pass gradient, ``scaler.step(opt.base)`` (which
        skips the base step on overflow) and ``scaler.update()``.
 
     ``unscale_`` runs once per iteration, and a skipped step never leaves the weights perturbed. With bf16
@@ -29,8 +32,8 @@ def amp_step(opt: SharpnessAware, scaler: torch.amp.GradScaler, loss_fn: Callabl
     """
     if not isinstance(opt, SharpnessAware):
         raise ValueError(f"opt must be a sharpness-aware optimizer, got {type(opt).__name__}")
-    if max_grad_norm is not None and not max_grad_norm > 0:
-        raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    check(AnyOf(Options(None), Interval(0, None, closed="neither")), max_grad_norm, "max_grad_norm",
+          owner="amp_step")
     params = [p for g in opt.param_groups for p in g["params"]]
     opt.zero_grad()
     with torch.enable_grad():
@@ -38,8 +41,7 @@ def amp_step(opt: SharpnessAware, scaler: torch.amp.GradScaler, loss_fn: Callabl
         scaler.scale(loss).backward()
     grads = [p.grad for p in params if p.grad is not None]
     scale = scaler.get_scale() if scaler.is_enabled() else 1.0
-    finite = all(bool(torch.isfinite(g).all()) for g in grads)
-    if not finite:
+    if not grads_finite(grads):  # one host sync
         scaler.update(new_scale=scale * scaler.get_backoff_factor())
         opt.zero_grad()
         return None
@@ -50,9 +52,12 @@ def amp_step(opt: SharpnessAware, scaler: torch.amp.GradScaler, loss_fn: Callabl
     try:
         with torch.enable_grad():
             scaler.scale(loss_fn()).backward()
-    finally:
-        opt.restore()
+    except BaseException:
+        opt.restore(commit=False)
+        raise
     scaler.unscale_(opt.base)
+    # the scaler skips the base step on overflow; the variant's new state (VaSSO's d, ...) is kept only with it
+    opt.restore(commit=grads_finite([p.grad for p in params if p.grad is not None]))
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     scaler.step(opt.base)

@@ -49,6 +49,8 @@ class SAMTrainerMixin:
         sam.first_step(zero_grad=True)
         try:
             super().training_step(model, inputs, num_items_in_batch)  # pass 2 at w + ε
-        finally:
-            sam.restore()
+        except BaseException:
+            sam.restore(commit=False)
+            raise
+        sam.restore()  # the Trainer takes the base step: keep the variant's new state
         return loss

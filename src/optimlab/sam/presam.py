@@ -10,7 +10,8 @@ maximisation either in the constraint (CP) or in the objective (OP)::
 
 Presets: SAM (c = 1, u = g), ASAM (Kwon et al., arXiv:2102.11600: c = |w| + η on weight tensors), Fisher-SAM
 (Kim et al., arXiv:2206.04920: c = (1 + η g²)^(-1/2)), VaSSO (u = EMA of gradients, :mod:`optimlab.sam.vasso`) and
-the provisional infoSAM (u = o ⊙ g, :mod:`optimlab.sam.infosam`).
+the provisional infoSAM (u = o ⊙ g, :mod:`optimlab.sam.infosam`). The per-tensor maths lives in
+:mod:`optimlab.sam.preconditioners` (list-level foreach kernels).
 
 What was checked: the closed forms above are derived from the stated constrained problems and tested against
 them (`presam.special_cases`). UNVERIFIED against the paper's text: that it writes the formulas in exactly this
@@ -22,87 +23,68 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optimlab.sam.base import SharpnessAware
+from optimlab._validation import AnyOf, Constraint, Instance, Interval, Options
+from optimlab.sam.base import Ascent, SharpnessAware
+from optimlab.sam.preconditioners import (
+    asam_scale,
+    asam_scales,
+    ema_direction,
+    ema_directions,
+    fisher_scale,
+    fisher_scales,
+    flat_ok,
+    snr_flat,
+    snr_weight,
+    snr_weights,
+)
 
+#: A user's preconditioner: ``hook(p, g, group, state) -> tensor of p's shape`` (see :class:`PreSAM`).
 Hook = Callable[[Tensor, Tensor, dict, dict], Tensor]
 CONSTRAINTS = (None, "asam", "fisher")
 OBJECTIVES = (None, "ema", "snr")
 SCOPES = ("weights", "all")
 
-
-# ------------------------------------------------------------------------------------------- pure functions
-def asam_scale(p: Tensor, eta: float) -> Tensor:
-    """ASAM's c = diag(T_w) = |w| + η (arXiv:2102.11600, normalisation operator T_w)."""
-    return p.detach().abs().add_(eta)
-
-
-def fisher_scale(g: Tensor, eta: float) -> Tensor:
-    """Fisher-SAM's c = diag(F)^(-1/2) with F = 1 + η g² (arXiv:2206.04920), so that ε = ρ F⁻¹g / sqrt(gᵀF⁻¹g)."""
-    return g.square().mul_(eta).add_(1.0).rsqrt_()
-
-
-def ema_direction(d_prev: Tensor | None, g: Tensor, theta: float) -> Tensor:
-    """VaSSO's d_t = (1 − θ) d_{t−1} + θ g_t, with d_1 = g_1 (arXiv:2309.15639). θ = 1 gives d_t = g_t exactly."""
-    if d_prev is None:
-        return g.detach().clone()
-    return d_prev.mul(1.0 - theta).add_(g, alpha=theta)
+_TABLE: dict[str, Constraint] = {
+    "constraint": AnyOf(Options(*CONSTRAINTS), Instance(callable)),
+    "objective": AnyOf(Options(*OBJECTIVES), Instance(callable)),
+    "eta": Interval(0, math.inf, closed="left"),
+    "theta": Interval(0, 1, closed="right"),
+    "beta": Interval(0, 1, closed="left"),
+    "delta": Interval(0, math.inf, closed="neither"),
+    "scope": Options(*SCOPES),
+}
 
 
-def snr_weight(
-    m_prev: Tensor | None, s_prev: Tensor | None, g: Tensor, t: int, beta: float, delta: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Provisional infoSAM weight (specs/sam.md §3.5); returns (o, m_t, s_t).
-
-    m_t = β m + (1−β) g;  s_t = β s + (1−β)(g − m_t)²;  m̂ = m_t/(1−βᵗ);  ŝ = s_t/(1−βᵗ);
-    o = m̂² / (m̂² + ŝ + δ) ∈ [0, 1].
-    """
-    m = g.mul(1.0 - beta) if m_prev is None else m_prev.mul(beta).add_(g, alpha=1.0 - beta)
-    dev = (g - m).square_()
-    s = dev.mul_(1.0 - beta) if s_prev is None else s_prev.mul(beta).add_(dev, alpha=1.0 - beta)
-    bias = 1.0 - beta**t
-    # o = m̂²/(m̂² + ŝ + δ) with m̂ = m/b, ŝ = s/b, multiplied through by b²: m²/(m² + b·s + b²·δ) (fewer temporaries)
-    m2 = m.square()
-    o = m2.div_(s.mul(bias).add_(m2).add_(bias * bias * delta))
-    return o, m, s
-
-
-# ------------------------------------------------------------------------------------------- validation
-def _check_unit(value: Any, name: str, lo: float, hi: float, lo_open: bool, hi_open: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        v = float(value)
-        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-        raise ValueError(f"{name} must be a number in {rng}, got {value!r}")
-    return float(value)
-
-
-def _check_nonneg(value: Any, name: str) -> float:
-    return _check_unit(value, name, 0.0, math.inf, False, True)
-
-
-# ------------------------------------------------------------------------------------------- optimizer
 class PreSAM(SharpnessAware):
     """The preSAM template: ε = ρ c² ⊙ u / ‖c ⊙ u‖ with a constraint scale c and an objective vector u.
 
     Args:
         constraint: ``None`` (c = 1), ``"asam"`` (c = |w| + η on the tensors chosen by ``scope``), ``"fisher"``
-            (c = (1 + η g²)^(-1/2)), or a callable ``(p, g, group, state) -> c`` (positive, shape of p).
+            (c = (1 + η g²)^(-1/2)), or a callable ``constraint(p, g, group, state) -> c`` (positive, shape of p).
         objective: ``None`` (u = g), ``"ema"`` (VaSSO, weight ``theta``), ``"snr"`` (provisional infoSAM,
-            ``beta``, ``delta``), or a callable ``(p, g, group, state) -> u``.
-        eta: η of ASAM (default 0.01) or Fisher-SAM (default 1.0); must be ≥ 0.
+            ``beta``, ``delta``), or a callable ``objective(p, g, group, state) -> u`` (shape of p).
+        eta: η ≥ 0 of ASAM (default 0.01) or Fisher-SAM (default 1.0).
         theta: θ ∈ (0, 1], weight on the newest gradient in the EMA objective.
         beta: β ∈ [0, 1) and delta: δ > 0, the SNR objective's EMA factor and floor.
         scope: ASAM's set of scaled tensors: ``"weights"`` (names containing "weight" when ``model`` is given,
             else tensors with ``ndim >= 2``) or ``"all"``.
-    With no constraint and no objective this is SAM, bit for bit.
+
+    Callable hooks are called once per parameter with a parameter ``p``, its first-pass gradient ``g``, its param
+    ``group`` and a *copy* of its state dict: a hook keeps state across steps by assigning new values to keys of
+    that dict (``state["m"] = ...``), never by modifying tensors in place; the copy is merged into the optimizer's
+    state only when the step is taken (both passes finite), so a skipped or raising step leaves state untouched.
+    Since a hook may map a non-finite gradient to finite values, the first pass then also checks g itself.
+    With no constraint and no objective this is SAM, bit for bit. All arguments are validated, also those that the
+    chosen constraint and objective do not use.
     """
+
+    _constraints: ClassVar[dict[str, Constraint]] = {**SharpnessAware._constraints, **_TABLE}
 
     def __init__(
         self,
@@ -119,70 +101,144 @@ class PreSAM(SharpnessAware):
         scope: str = "weights",
         **common: Any,
     ) -> None:
-        if not (callable(constraint) or constraint in CONSTRAINTS):
-            raise ValueError(f"constraint must be one of {CONSTRAINTS} or a callable, got {constraint!r}")
-        if not (callable(objective) or objective in OBJECTIVES):
-            raise ValueError(f"objective must be one of {OBJECTIVES} or a callable, got {objective!r}")
-        if scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        given = {"constraint": constraint, "objective": objective, "theta": theta, "beta": beta, "delta": delta,
+                 "scope": scope, **({} if eta is None else {"eta": eta})}
+        self._check(given)
         if eta is None:
             eta = 1.0 if constraint == "fisher" else 0.01
-        extra: dict[str, Any] = {}
-        if constraint in ("asam", "fisher"):
-            extra["eta"] = _check_nonneg(eta, "eta")
+        hyper: dict[str, Any] = {}
+        if isinstance(constraint, str):
+            hyper["eta"] = eta
         if objective == "ema":
-            extra["theta"] = _check_unit(theta, "theta", 0.0, 1.0, True, False)
+            hyper["theta"] = theta
         if objective == "snr":
-            extra["beta"] = _check_unit(beta, "beta", 0.0, 1.0, False, True)
-            extra["delta"] = _check_unit(delta, "delta", 0.0, math.inf, True, True)
-        self.constraint = constraint
-        self.objective = objective
-        self.scope = scope
-        super().__init__(params, base=base, rho=rho, **extra, **common)
+            hyper.update(beta=beta, delta=delta)
+        self._setup(params, base, rho, constraint, objective, scope, hyper, common)
+
+    def _setup(self, params: Any, base: Optimizer, rho: float, constraint: str | Hook | None,
+               objective: str | Hook | None, scope: str, hyper: dict[str, Any], common: dict[str, Any]) -> None:
+        """The constructor shared with the presets (each passes only the hyperparameters it declares)."""
+        self.constraint, self.objective, self.scope = constraint, objective, scope
+        super().__init__(params, base=base, rho=rho, **hyper, **common)
         names = dict(self.model.named_parameters()) if self.model is not None else {}
         self._weight_ids = {id(p) for n, p in names.items() if "weight" in n.rsplit(".", 1)[-1]}
         self._use_names = bool(names)
+        self._flat_cache: dict[Any, tuple[Any, ...]] = {}
 
     @property
     def stateful(self) -> bool:  # type: ignore[override]
         return self.objective is not None
 
-    def _validate_group(self, group: dict[str, Any]) -> None:
-        super()._validate_group(group)
-        if "eta" in group:
-            group["eta"] = _check_nonneg(group["eta"], "eta")
-        if "theta" in group:
-            group["theta"] = _check_unit(group["theta"], "theta", 0.0, 1.0, True, False)
-        if "beta" in group:
-            group["beta"] = _check_unit(group["beta"], "beta", 0.0, 1.0, False, True)
+    @property
+    def _norm_sees_grads(self) -> bool:  # type: ignore[override]
+        # every built-in u and c carries a NaN or inf of g into ‖c ⊙ u‖ (θ > 0; inf·0 and inf − inf are NaN)
+        return not (callable(self.objective) or callable(self.constraint))
+
+    @property
+    def _scratch_directions(self) -> bool:  # type: ignore[override]
+        return self.objective == "snr"  # u = o ⊙ g is a new tensor of this step
 
     def _in_scope(self, p: Tensor) -> bool:
         if self.scope == "all":
             return True
         return id(p) in self._weight_ids if self._use_names else p.ndim >= 2
 
-    def _constraint(self, p: Tensor, g: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor | None:
-        if self.constraint is None:
-            return None
-        if self.constraint == "asam":
-            return asam_scale(p, group["eta"]) if self._in_scope(p) else None
-        if self.constraint == "fisher":
-            return fisher_scale(g, group["eta"])
-        return self.constraint(p, g, group, state)
-
-    def _ascent(self, p: Tensor, g: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
+    def ascent(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
+               group: dict[str, Any]) -> Ascent:
+        """u from the objective, c from the constraint, and the objective's new state; see :class:`PreSAM`."""
+        n = len(params)
+        new: list[dict[str, Any]] | None = None
+        copies: list[dict[str, Any]] | None = None
+        if callable(self.objective) or callable(self.constraint):
+            copies = [dict(s) for s in states]
+        # objective: u
         if self.objective is None:
-            return g
-        if self.objective == "ema":
-            d = ema_direction(state.get("d"), g, group["theta"])
-            self._stage(p, d=d)
-            return d
-        if self.objective == "snr":
-            t = state.get("step", 0) + 1
-            o, m, s = snr_weight(state.get("m"), state.get("s"), g, t, group["beta"], group["delta"])
-            self._stage(p, m=m, s=s, step=t)
-            return o.mul_(g)
-        return self.objective(p, g, group, state)
+            us = grads
+        elif self.objective == "ema":  # two multi-tensor kernels; a flat path was measured slower here
+            us = ema_directions([s.get("d") for s in states], grads, group["theta"])
+            new = [{"d": d} for d in us]
+        elif self.objective == "snr":
+            us, new = self._snr(params, grads, states, group)
+        else:
+            us = [self.objective(p, g, group, st) for p, g, st in zip(params, grads, copies)]  # type: ignore[arg-type]
+        # constraint: c
+        cs: list[Tensor | None] | None
+        if self.constraint is None:
+            cs = None
+        elif self.constraint == "asam":
+            chosen = [i for i, p in enumerate(params) if self._in_scope(p)]
+            cs = [None] * n
+            for i, c in zip(chosen, asam_scales([params[i] for i in chosen], group["eta"])):
+                cs[i] = c
+        elif self.constraint == "fisher":
+            cs = fisher_scales(grads, group["eta"])  # type: ignore[assignment]
+        else:
+            cs = [self.constraint(p, g, group, st) for p, g, st in zip(params, grads, copies)]  # type: ignore[arg-type]
+        if copies is not None:  # what the hooks wrote, merged before the objective's own new state
+            if callable(new):
+                own = new
+
+                def new() -> None:
+                    for st, c in zip(states, copies):
+                        st.update(c)
+                    own()
+            else:
+                new = copies if new is None else [{**c, **v} for c, v in zip(copies, new)]
+        return us, cs, new
+
+    # Long lists of one dtype keep InfoSAM's state (m, s) in flat buffers whose views are the
+    # per-parameter state entries; the maths runs on the flat tensors (one kernel per operation instead of one per
+    # tensor, the same bits) and a step commits by copying the new values into the buffers. ``_flat_cache``
+    # (keyed by the objective and the parameters) remembers the buffers and views, and is used only while the state
+    # still holds exactly those views (not after a checkpoint is loaded or the state is replaced); otherwise the
+    # state is flattened afresh and the commit installs new views.
+    def _flat_prev(self, kind: str, params: list[Tensor], states: list[dict[str, Any]],
+                   names: tuple[str, ...]) -> tuple[Any, Any, tuple[Tensor, ...] | None]:
+        """(cache key, cache entry or None, the previous state as flat tensors or None at the first step)."""
+        key = (kind, tuple(map(id, params)))
+        values = [[s.get(n) for s in states] for n in names]
+        if all(v is None for v in values[0]):
+            return key, None, None
+        cached = self._flat_cache.get(key)
+        if cached is not None and not all(all(a is b for a, b in zip(v, c)) for v, c in zip(values, cached[1])):
+            cached = None
+        prev = cached[0] if cached is not None else tuple(torch._C._nn.flatten_dense_tensors(v) for v in values)
+        return key, cached, prev
+
+    def _flat_commit(self, key: Any, cached: Any, states: list[dict[str, Any]], grads: list[Tensor],
+                     names: tuple[str, ...], flats: tuple[Tensor, ...], extra: dict[str, Any]):
+        def commit() -> None:
+            if cached is not None:  # the state's views already point into the buffers: overwrite them
+                for buffer, new in zip(cached[0], flats):
+                    buffer.copy_(new)
+                if extra:
+                    for st in states:
+                        st.update(extra)
+                return
+            views = [list(torch._C._nn.unflatten_dense_tensors(f, grads)) for f in flats]
+            for i, st in enumerate(states):
+                st.update({n: v[i] for n, v in zip(names, views)}, **extra)
+            self._flat_cache[key] = (tuple(flats), views)
+
+        return commit
+
+    def _flat_usable(self, states: list[dict[str, Any]], grads: list[Tensor], name: str) -> bool:
+        present = [name in s for s in states]
+        return (all(present) or not any(present)) and flat_ok(grads)
+
+    def _snr(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
+             group: dict[str, Any]) -> tuple[list[Tensor], Any]:
+        """InfoSAM's u = o ⊙ g and its new state (a list of dicts, or a callable that commits it)."""
+        steps = [s.get("step", 0) + 1 for s in states]
+        t = steps[0]
+        if steps.count(t) != len(steps) or not (self._flat_usable(states, grads, "m") and
+                                                self._flat_usable(states, grads, "s")):
+            ms, ss = [s.get("m") for s in states], [s.get("s") for s in states]
+            us, m, s = snr_weights(ms, ss, grads, steps, group["beta"], group["delta"])
+            return us, [{"m": mi, "s": si, "step": ti} for mi, si, ti in zip(m, s, steps)]
+        key, cached, prev = self._flat_prev("snr", params, states, ("m", "s"))
+        us, m, s = snr_flat(*(prev or (None, None)), grads, t, group["beta"], group["delta"])
+        return us, self._flat_commit(key, cached, states, grads, ("m", "s"), (m, s), {"step": t})
 
 
 class ASAM(PreSAM):
@@ -192,9 +248,13 @@ class ASAM(PreSAM):
     ρ = 0.5 (CIFAR-10; 1.0 for CIFAR-100), η = 0.01, scaled tensors = weights (see :class:`PreSAM` ``scope``).
     """
 
+    _constraints: ClassVar[dict[str, Constraint]] = {**SharpnessAware._constraints, "eta": _TABLE["eta"],
+                                                     "scope": _TABLE["scope"]}
+
     def __init__(self, params: Any = None, *, base: Optimizer, rho: float = 0.5, eta: float = 0.01,
                  scope: str = "weights", **common: Any) -> None:
-        super().__init__(params, base=base, rho=rho, constraint="asam", eta=eta, scope=scope, **common)
+        self._check({"scope": scope})
+        self._setup(params, base, rho, "asam", None, scope, {"eta": eta}, common)
 
 
 class FisherSAM(PreSAM):
@@ -204,9 +264,12 @@ class FisherSAM(PreSAM):
     average per-sample squares). Defaults: ρ (the paper's γ) = 0.1, η = 1.0; η = 0 gives SAM exactly.
     """
 
+    _constraints: ClassVar[dict[str, Constraint]] = {**SharpnessAware._constraints, "eta": _TABLE["eta"]}
+
     def __init__(self, params: Any = None, *, base: Optimizer, rho: float = 0.1, eta: float = 1.0,
                  **common: Any) -> None:
-        super().__init__(params, base=base, rho=rho, constraint="fisher", eta=eta, **common)
+        self._setup(params, base, rho, "fisher", None, "weights", {"eta": eta}, common)
 
 
-__all__ = ["ASAM", "FisherSAM", "PreSAM", "asam_scale", "ema_direction", "fisher_scale", "snr_weight"]
+__all__ = ["ASAM", "CONSTRAINTS", "OBJECTIVES", "SCOPES", "FisherSAM", "Hook", "PreSAM", "asam_scale",
+           "ema_direction", "fisher_scale", "snr_weight"]

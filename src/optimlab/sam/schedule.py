@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from optimlab._validation import Interval, check
 from optimlab.sam.base import SharpnessAware
 
 
@@ -20,11 +21,10 @@ class RhoScheduler:
                  lr_min: float = 0.0, lr_max: float | None = None) -> None:
         if not isinstance(opt, SharpnessAware):
             raise ValueError(f"opt must be a sharpness-aware optimizer, got {type(opt).__name__}")
-        for name, v in (("rho_min", rho_min), ("lr_min", lr_min)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        nonneg = Interval(0, math.inf, closed="left")
         self.opt = opt
-        self.rho_min, self.lr_min = float(rho_min), float(lr_min)
+        self.rho_min = check(nonneg, rho_min, "rho_min", owner="RhoScheduler")
+        self.lr_min = check(nonneg, lr_min, "lr_min", owner="RhoScheduler")
         self.rho_max = [float(g["rho"] if rho_max is None else rho_max) for g in opt.param_groups]
         self.lr_max = [float(g["lr"] if lr_max is None else lr_max) for g in opt.param_groups]
         for rmax, lmax in zip(self.rho_max, self.lr_max):

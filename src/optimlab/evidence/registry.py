@@ -1,18 +1,27 @@
 """Declarations of claims and benchmarks, and the registry that ``optimlab reproduce`` / ``bench`` read.
 
-A claim module declares each claim once, with its pass criterion written in code::
+A claim module (a module of :mod:`optimlab.experiments` whose name does not start with ``_``) declares each
+claim once, with its pass criterion as an object that both renders its text and computes the verdict::
+
+    # specs/sam.md §4.1: both lower in 4 of 5 paired seeds
+    CRITERION = CountRule(0.8, success="SAM's trace and lambda_max both below SGD's",
+                          failure="either above SGD's")
 
     @register_claim(
         id="sam.flat_minima",
         paper="Foret et al., ICLR 2021, arXiv:2010.01412",
         statement="SAM ends at a lower Hessian trace and top eigenvalue than SGD.",
+        paper_reported="Fig. 3 (WRN on CIFAR-10): lambda_max 24.4 (SAM) vs 122.9 (SGD)",
         metric="Hutchinson trace and Lanczos lambda_max on the training set",
-        criterion="holds if both lower for SAM in >= 80% of paired seeds; ...",
+        criterion=CRITERION,
+        headline=(("sam_trace", "Hessian trace, SAM", ""), ("sgd_trace", "SGD", "")),
         seeds={"smoke": 2, "quick": 5, "full": 20},
     )
-    def flat_minima(ctx: RunContext) -> ClaimResult: ...
+    def flat_minima(ctx: RunContext) -> ClaimResult:
+        ...
+        return ctx.result(verdict=CRITERION.evaluate(...), numbers=..., summary=..., figure=fig)
 
-Benchmarks use :func:`register_bench` and the same machinery (``kind="bench"``).
+Benchmarks use :func:`register_bench` (modules of :mod:`optimlab.bench`) and the same machinery.
 """
 
 from __future__ import annotations
@@ -21,50 +30,36 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from optimlab.report.schema import ClaimResult
+from optimlab.evidence.criteria import Criterion
+
+if TYPE_CHECKING:
+    from optimlab.evidence.context import RunContext
+    from optimlab.report.schema import ClaimResult
+
+__all__ = ["SCALES", "Claim", "all_benches", "all_claims", "register_bench", "register_claim", "select"]
 
 SCALES = ("smoke", "quick", "full")
 
 
-@dataclass
-class RunContext:
-    """What a claim's ``run`` function receives.
-
-    Attributes:
-        scale: ``smoke`` (seconds, verdict forced to ``inconclusive``), ``quick`` (≤ ~90 s on 2 cores) or ``full``.
-        seeds: the seeds to use, in order; every method in a paired comparison uses the same seed.
-        device: torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
-        out_dir: output folder; figures go to :meth:`figure_path`.
-        cache: shared between all claims of one invocation, so that claims of one ``group`` share runs.
-        progress: callback taking a short status string (may be a no-op).
-    """
-
-    scale: str
-    seeds: list[int]
-    device: str = "cpu"
-    out_dir: Path = Path("runs/latest")
-    cache: dict[Any, Any] = field(default_factory=dict)
-    progress: Callable[[str], None] = lambda msg: None
-
-    def figure_path(self, claim_id: str) -> Path:
-        """Absolute path of the claim's PNG (``<out>/figures/<id>.png``); the folder is created."""
-        path = Path(self.out_dir) / "figures" / f"{claim_id}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def relative(self, path: Path) -> str:
-        """``path`` relative to ``out_dir`` (what :class:`ClaimResult.figure` stores)."""
-        return str(Path(path).resolve().relative_to(Path(self.out_dir).resolve()))
+def _headline(claim_id: str, value: Any) -> tuple[tuple[str, str, str], ...]:
+    entries = tuple(tuple(e) for e in value)
+    if not 1 <= len(entries) <= 3 or any(len(e) != 3 or not all(isinstance(x, str) for x in e) for e in entries):
+        raise ValueError(f"claim {claim_id!r}: headline must be 1 to 3 (summary_key, label, unit) string triples, "
+                         f"got {value!r}")
+    return entries  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class Claim:
     """A registered claim or benchmark.
 
-    ``criterion`` is the human-readable form of the rule that ``run`` applies in code; it is fixed before any run.
+    ``criterion`` is the pass rule, a :class:`Criterion` fixed before any run; its ``describe()`` is what the
+    registry and the report show (:attr:`criterion_text`) and its ``min_seeds`` the fewest seeds for a verdict.
+    ``paper_reported`` is what the paper itself reported for the statement (table or figure, set-up, number), or
+    ``"no number in the paper (derived here)"``. ``headline`` names the one to three summary keys that the
+    report's summary table shows: ``((summary_key, label, unit), ...)``.
     ``seeds`` maps each scale to its default number of seeds (``--seeds N`` overrides: seeds ``0..N-1``).
     ``group`` names a set of claims that share their training runs (they are run one after another).
     """
@@ -73,8 +68,10 @@ class Claim:
     paper: str
     statement: str
     metric: str
-    criterion: str
+    criterion: Criterion
     run: Callable[[RunContext], ClaimResult]
+    paper_reported: str
+    headline: tuple[tuple[str, str, str], ...]
     seeds: dict[str, int] = field(default_factory=lambda: {"smoke": 2, "quick": 3, "full": 10})
     scales: tuple[str, ...] = SCALES
     group: str | None = None
@@ -91,6 +88,22 @@ class Claim:
                 raise ValueError(f"claim {self.id!r}: unknown scale {s!r}; allowed {SCALES}")
         if self.kind not in ("claim", "bench"):
             raise ValueError(f"kind must be 'claim' or 'bench', got {self.kind!r}")
+        if not isinstance(self.criterion, Criterion):
+            raise ValueError(f"claim {self.id!r}: criterion must be a Criterion, got {type(self.criterion).__name__}")
+        if not isinstance(self.paper_reported, str) or not self.paper_reported.strip():
+            raise ValueError(f"claim {self.id!r}: paper_reported must say what the paper reported (or 'no number in "
+                             f"the paper (derived here)'), got {self.paper_reported!r}")
+        object.__setattr__(self, "headline", _headline(self.id, self.headline))
+
+    @property
+    def criterion_text(self) -> str:
+        """The criterion in words (``criterion.describe()``)."""
+        return self.criterion.describe()
+
+    @property
+    def min_seeds(self) -> int:
+        """The fewest seeds for which the criterion gives a verdict (fewer: ``inconclusive``)."""
+        return self.criterion.min_seeds
 
     def default_seeds(self, scale: str) -> list[int]:
         return list(range(self.seeds.get(scale, 1)))
@@ -122,20 +135,21 @@ def register_bench(**decl: Any) -> Callable:
 
 
 def _import_all(package: str) -> None:
+    """Import every module of ``package`` whose name does not start with ``_`` (those are helpers)."""
     pkg = importlib.import_module(package)
     for mod in pkgutil.iter_modules(pkg.__path__):
-        if not mod.name.startswith("_") and mod.name not in ("registry", "runner", "verdicts", "common"):
+        if not mod.name.startswith("_"):
             importlib.import_module(f"{package}.{mod.name}")
 
 
 def all_claims() -> dict[str, Claim]:
-    """Every registered claim, by id (importing every module of ``optimlab.experiments``)."""
+    """Every registered claim, by id (importing every non-``_`` module of ``optimlab.experiments``)."""
     _import_all("optimlab.experiments")
     return dict(sorted(_CLAIMS.items()))
 
 
 def all_benches() -> dict[str, Claim]:
-    """Every registered benchmark, by id (importing every module of ``optimlab.bench``)."""
+    """Every registered benchmark, by id (importing every non-``_`` module of ``optimlab.bench``)."""
     _import_all("optimlab.bench")
     return dict(sorted(_BENCHES.items()))
 

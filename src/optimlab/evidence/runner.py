@@ -15,10 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import optimlab
-from optimlab.experiments.registry import SCALES, Claim, RunContext
+from optimlab.evidence.context import RunContext
+from optimlab.evidence.registry import SCALES, Claim
 from optimlab.report.schema import ClaimResult, load_results, write_json_atomic
 from optimlab.report.writer import write_report
 
@@ -77,6 +76,8 @@ class RunSummary:
 
 def check_device(device: str) -> str:
     """Return ``device`` if torch can use it here, else raise ``ValueError`` saying what is available."""
+    import torch  # imported when a run starts, so that `optimlab list` and `--help` stay cheap
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
@@ -106,7 +107,9 @@ def _finish(result: Any, claim: Claim, ctx: RunContext, wall: float) -> ClaimRes
     result.claim_id = claim.id
     result.paper = result.paper or claim.paper
     result.statement = result.statement or claim.statement
-    result.criterion = result.criterion or claim.criterion
+    result.criterion = result.criterion or claim.criterion_text
+    result.paper_reported = result.paper_reported or claim.paper_reported
+    result.headline = result.headline or [list(h) for h in claim.headline]
     result.scale, result.seeds, result.wall_time_s = ctx.scale, list(ctx.seeds), wall
     result.kind = claim.kind
     result.provisional = bool(result.provisional or claim.provisional)
@@ -121,9 +124,15 @@ def _finish(result: Any, claim: Claim, ctx: RunContext, wall: float) -> ClaimRes
 def _error(claim: Claim, ctx: RunContext, wall: float, error: str) -> ClaimResult:
     return ClaimResult(
         claim_id=claim.id, verdict="inconclusive", status="error", error=error, paper=claim.paper,
-        statement=claim.statement, criterion=claim.criterion, scale=ctx.scale, seeds=list(ctx.seeds),
-        wall_time_s=wall, kind=claim.kind, provisional=claim.provisional,
+        statement=claim.statement, criterion=claim.criterion_text, scale=ctx.scale, seeds=list(ctx.seeds),
+        wall_time_s=wall, kind=claim.kind, provisional=claim.provisional, paper_reported=claim.paper_reported,
+        headline=[list(h) for h in claim.headline],
     )
+
+
+def _force_inconclusive(result: ClaimResult, note: str) -> None:
+    result.notes = f"{result.notes.rstrip()}\n\n{note}" if result.notes.strip() else note
+    result.verdict = "inconclusive"
 
 
 def _run_one(claim: Claim, ctx: RunContext) -> ClaimResult:
@@ -137,10 +146,14 @@ def _run_one(claim: Claim, ctx: RunContext) -> ClaimResult:
     except Exception:
         return _error(claim, ctx, time.perf_counter() - start, traceback.format_exc())
     result.wall_time_s = time.perf_counter() - start
+    computed = result.verdict
+    if len(ctx.seeds) < claim.min_seeds:
+        _force_inconclusive(result, f"too few seeds: the criterion needs at least {claim.min_seeds} seeds and this "
+                                    f"run used {len(ctx.seeds)}, so the verdict is inconclusive; computed verdict "
+                                    f"was {computed}")
     if ctx.scale == "smoke":
-        note = f"smoke scale: verdict inconclusive by construction; computed verdict was {result.verdict}"
-        result.notes = f"{result.notes.rstrip()}\n\n{note}" if result.notes.strip() else note
-        result.verdict = "inconclusive"
+        _force_inconclusive(result, f"smoke scale: verdict inconclusive by construction; computed verdict was "
+                                    f"{computed}")
     return result
 
 
@@ -167,6 +180,8 @@ def run_claims(
     status ``ok`` at the same scale (and the same seeds when ``seeds`` is given) is skipped.
     Raises ``ValueError`` for an unknown scale, ``seeds < 1`` or a device torch cannot use here.
     """
+    import torch
+
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     if seeds is not None and seeds < 1:
@@ -196,7 +211,7 @@ def run_claims(
             continue
         progress.claim_started(claim, index, len(claims))
         ctx = RunContext(scale=scale, seeds=seed_list, device=device, out_dir=out_dir, cache=cache,
-                         progress=lambda msg, _c=claim: progress.message(_c, str(msg)))
+                         progress=lambda msg, _c=claim: progress.message(_c, str(msg)), claim=claim)
         result = _run_one(claim, ctx)
         merged[claim.id] = result
         summary.results.append(result)

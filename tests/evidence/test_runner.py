@@ -7,21 +7,27 @@ import os
 
 import pytest
 
-from optimlab.experiments import registry
-from optimlab.experiments.registry import RunContext, register_claim
-from optimlab.experiments.runner import RunProgress, run_claims
+from optimlab.evidence import (
+    AtMost,
+    PairedSign,
+    RunContext,
+    RunProgress,
+    register_claim,
+    registry,
+    run_claims,
+)
 from optimlab.report.schema import ClaimResult, load_results
 
-FAKE_IDS = ("fake.ok", "fake.crash", "fake.quickonly")
+FAKE_IDS = ("fake.ok", "fake.crash", "fake.quickonly", "fake.paired")
 
 
 @pytest.fixture
 def fakes():
     """Registers fake claims into the real registry; ``calls`` counts runs, ``crash`` toggles fake.crash."""
-    state = {"calls": {i: 0 for i in FAKE_IDS}, "crash": True, "ctx": None}
+    state = {"calls": {i: 0 for i in FAKE_IDS}, "crash": True, "ctx": None, "diffs": [1.0] * 5}
 
     @register_claim(id="fake.ok", paper="Fake 2024", statement="Always holds.", metric="m",
-                    criterion="holds always", seeds={"smoke": 2, "quick": 3, "full": 4})
+                    criterion=AtMost(1.0, what="x"), paper_reported="no number in the paper (derived here)", headline=(("x", "x", ""),), seeds={"smoke": 2, "quick": 3, "full": 4})
     def ok(ctx: RunContext) -> ClaimResult:
         state["calls"]["fake.ok"] += 1
         state["ctx"] = ctx
@@ -30,7 +36,7 @@ def fakes():
         return ClaimResult(claim_id="", verdict="holds", numbers={"x": [float(s) for s in ctx.seeds]},
                            summary={"n": len(ctx.seeds)})
 
-    @register_claim(id="fake.crash", paper="Fake 2024", statement="Crashes.", metric="m", criterion="c")
+    @register_claim(id="fake.crash", paper="Fake 2024", statement="Crashes.", metric="m", criterion=AtMost(1.0, what="x"), paper_reported="no number in the paper (derived here)", headline=(("x", "x", ""),))
     def crash(ctx: RunContext) -> ClaimResult:
         state["calls"]["fake.crash"] += 1
         state["saw_cache"] = ctx.cache.get("seen", False)
@@ -38,11 +44,21 @@ def fakes():
             raise RuntimeError("deliberate failure")
         return ClaimResult(claim_id="fake.crash", verdict="does not hold")
 
-    @register_claim(id="fake.quickonly", paper="Fake", statement="s", metric="m", criterion="c",
+    @register_claim(id="fake.quickonly", paper="Fake", statement="s", metric="m", criterion=AtMost(1.0, what="x"), paper_reported="no number in the paper (derived here)", headline=(("x", "x", ""),),
                     scales=("smoke", "quick"))
     def quickonly(ctx: RunContext) -> ClaimResult:
         state["calls"]["fake.quickonly"] += 1
         return ClaimResult(claim_id="fake.quickonly", verdict="holds")
+
+    # PairedSign needs 5 seeds by default; the claim computes its verdict through ctx.result.
+    @register_claim(id="fake.paired", paper="Fake", statement="New beats baseline.", metric="m",
+                    criterion=PairedSign(0.5, 0.8, what="new − baseline", unit="pt"),
+                    paper_reported="Table 1: +1.0 pt", headline=(("median_diff", "median gain", "pt"),),
+                    seeds={"smoke": 2, "quick": 5, "full": 5})
+    def paired(ctx: RunContext) -> ClaimResult:
+        state["calls"]["fake.paired"] += 1
+        diffs = state["diffs"][: len(ctx.seeds)]
+        return ctx.result(verdict=ctx.claim.criterion.evaluate(diffs), numbers={"diff": diffs}, summary={})
 
     yield state
     for i in FAKE_IDS:
@@ -64,7 +80,7 @@ def test_results_filled_and_crash_isolated(fakes, tmp_path):
                    progress=Rec())
     ok, bad = s.results
     assert (ok.claim_id, ok.verdict, ok.status, ok.seeds, ok.scale) == ("fake.ok", "holds", "ok", [0, 1, 2], "quick")
-    assert ok.paper == "Fake 2024" and ok.criterion == "holds always" and ok.kind == "claim" and ok.wall_time_s >= 0
+    assert ok.paper == "Fake 2024" and ok.criterion == AtMost(1.0, what="x").describe() and ok.kind == "claim" and ok.wall_time_s >= 0
     assert bad.status == "error" and bad.verdict == "inconclusive" and "deliberate failure" in bad.error
     assert s.crashed == ["fake.crash"] and events == [("fake.ok", "working")]
     assert fakes["saw_cache"], "one cache is shared by the claims of one invocation"
@@ -95,7 +111,7 @@ def test_other_claims_kept(fakes, tmp_path):
 
 def test_resume_skips_ok_and_reruns_errors(fakes, tmp_path):
     run_claims(claims("fake.ok", "fake.crash"), scale="quick", seeds=None, device="cpu", out_dir=tmp_path)
-    assert fakes["calls"] == {"fake.ok": 1, "fake.crash": 1, "fake.quickonly": 0}
+    assert fakes["calls"] == {"fake.ok": 1, "fake.crash": 1, "fake.quickonly": 0, "fake.paired": 0}
     fakes["crash"] = False
     s = run_claims(claims("fake.ok", "fake.crash"), scale="quick", seeds=None, device="cpu", out_dir=tmp_path,
                    resume=True)
@@ -150,3 +166,32 @@ def test_bad_arguments(fakes, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="seeds must be >= 1"):
         run_claims(claims("fake.ok"), scale="quick", seeds=0, device="cpu", out_dir=tmp_path)
     assert fakes["calls"]["fake.ok"] == 0
+
+
+def test_context_carries_the_claim(fakes, tmp_path):
+    run_claims(claims("fake.ok"), scale="quick", seeds=None, device="cpu", out_dir=tmp_path)
+    assert fakes["ctx"].claim is registry._CLAIMS["fake.ok"]
+
+
+def test_enough_seeds_keeps_the_verdict(fakes, tmp_path):
+    (r,) = run_claims(claims("fake.paired"), scale="quick", seeds=None, device="cpu", out_dir=tmp_path).results
+    assert r.status == "ok" and r.verdict == "holds" and r.seeds == [0, 1, 2, 3, 4]
+    assert r.summary["wins"] == 5 and r.summary["needed"] == 4 and r.paper_reported == "Table 1: +1.0 pt"
+    assert r.headline == [["median_diff", "median gain", "pt"]] and "needs ≥ 5 seeds" in r.criterion
+    assert "too few seeds" not in r.notes
+    assert "median gain 1 pt" in (tmp_path / "report.md").read_text()
+    assert load_results(tmp_path / "results.json")["fake.paired"].headline == r.headline
+
+
+def test_too_few_seeds_forces_inconclusive(fakes, tmp_path):
+    """4 seeds against the criterion's min_seeds=5: inconclusive, and the notes say why."""
+    (r,) = run_claims(claims("fake.paired"), scale="quick", seeds=4, device="cpu", out_dir=tmp_path).results
+    assert r.verdict == "inconclusive" and r.seeds == [0, 1, 2, 3]
+    assert "too few seeds: the criterion needs at least 5 seeds and this run used 4" in r.notes
+    assert "computed verdict was holds" in r.notes
+    assert "too few seeds" in (tmp_path / "report.md").read_text()
+
+
+def test_text_criterion_needs_one_seed(fakes, tmp_path):
+    (r,) = run_claims(claims("fake.ok"), scale="quick", seeds=1, device="cpu", out_dir=tmp_path).results
+    assert r.verdict == "holds" and "too few seeds" not in r.notes
