@@ -24,30 +24,28 @@ def group_by_device_and_dtype(tensors: Sequence[Tensor]) -> dict[tuple[torch.dev
     return groups
 
 
-def _accumulation_dtype(tensors: Sequence[Tensor], dtype: torch.dtype | None) -> torch.dtype:
-    if dtype is not None:
-        return dtype
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-def global_norm(tensors: Sequence[Tensor], dtype: torch.dtype | None = None) -> Tensor:
+def global_norm(tensors: Sequence[Tensor], dtype: torch.dtype | None = None, *,
+                groups: dict[tuple[torch.device, torch.dtype], list[int]] | None = None) -> Tensor:
     """‖(t_1, …, t_n)‖₂ = sqrt(Σ_i ‖t_i‖²), accumulated in ``dtype`` (float32, or float64 if any input is).
 
     Returns a 0-dim tensor of ``dtype`` on the first tensor's device (0 for an empty list); no host sync.
-    A non-finite entry anywhere gives a non-finite norm.
+    A non-finite entry anywhere gives a non-finite norm. ``groups`` (from :func:`group_by_device_and_dtype`)
+    saves regrouping when the caller already has it. Under ``torch.no_grad`` the tensors are used as they are;
+    otherwise they are detached first.
     """
-    tensors = [t.detach() for t in tensors]
-    acc = _accumulation_dtype(tensors, dtype)
+    tensors = list(tensors) if not torch.is_grad_enabled() else [t.detach() for t in tensors]
+    if dtype is None:
+        dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
     if not tensors:
-        return torch.zeros((), dtype=acc)
+        return torch.zeros((), dtype=dtype)
     device = tensors[0].device
     parts: list[Tensor] = []
-    for (_device, dt), idx in group_by_device_and_dtype(tensors).items():
+    for (_device, dt), idx in (groups or group_by_device_and_dtype(tensors)).items():
         group = [tensors[i] for i in idx]
         if dt.is_floating_point or dt.is_complex:
-            norms = torch._foreach_norm(group, 2, dtype=acc) if dt != acc else torch._foreach_norm(group, 2)
+            norms = torch._foreach_norm(group, 2, dtype=dtype) if dt != dtype else torch._foreach_norm(group, 2)
         else:
-            norms = [t.to(acc).norm(2) for t in group]
+            norms = [t.to(dtype).norm(2) for t in group]
         parts.append(torch.stack(list(norms)).norm(2).to(device))
     return parts[0] if len(parts) == 1 else torch.stack(parts).norm(2)
 

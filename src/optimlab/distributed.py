@@ -25,6 +25,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from optimlab._validation import Interval, check
+
 __all__ = ["free_port", "init_local_group", "run_local"]
 
 _PORT_LOCK = threading.Lock()
@@ -75,9 +77,7 @@ def init_local_group(process_rank: int, world_size: int, port: int, *, backend: 
 
 
 def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
+    return check(Interval(low, None, integer=True), value, name)
 
 
 def _worker(process_rank: int, world_size: int, backend: str, port: int, threads: int, pg_timeout_s: float,
@@ -130,22 +130,22 @@ def _end(procs: list[mp.process.BaseProcess]) -> None:
             p.join(5.0)
 
 
-def _run_once(fn, nprocs, backend, args, threads, timeout_s, port) -> tuple[str, Any]:
+def _run_once(fn, world_size, backend, args, threads, timeout_s, port) -> tuple[str, Any]:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     pg_timeout = max(10.0, min(60.0, float(timeout_s)))
-    procs = [ctx.Process(target=_worker, args=(r, nprocs, backend, port, threads, pg_timeout, fn, tuple(args), out),
-                         daemon=True, name=f"optimlab-run_local-{r}") for r in range(nprocs)]
+    procs = [ctx.Process(target=_worker, args=(r, world_size, backend, port, threads, pg_timeout, fn, tuple(args), out),
+                         daemon=True, name=f"optimlab-run_local-{r}") for r in range(world_size)]
     deadline = time.monotonic() + timeout_s
     results: dict[int, Any] = {}
     try:
         for p in procs:
             p.start()
-        while len(results) < nprocs:
+        while len(results) < world_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 _end(procs)
-                raise TimeoutError(f"run_local: {nprocs} workers did not finish within {timeout_s} s "
+                raise TimeoutError(f"run_local: {world_size} workers did not finish within {timeout_s} s "
                                    f"(finished: ranks {sorted(results)}); its own worker processes were ended")
             try:
                 rank, status, payload = out.get(timeout=min(0.5, remaining))
@@ -169,7 +169,7 @@ def _run_once(fn, nprocs, backend, args, threads, timeout_s, port) -> tuple[str,
             results[rank] = pickle.loads(payload)
         for p in procs:
             p.join(max(1.0, deadline - time.monotonic()))
-        return "ok", [results[r] for r in range(nprocs)]
+        return "ok", [results[r] for r in range(world_size)]
     finally:
         _end(procs)
         out.close()
@@ -186,7 +186,7 @@ def run_local(fn: Callable[..., Any], world_size: int = 2, *, backend: str = "gl
     ``RuntimeError`` (naming the rank, with its traceback) if a worker fails; ``TimeoutError`` if the run exceeds
     ``timeout`` (only this call's own worker processes are ended).
     """
-    nprocs = _check_int(world_size, "world_size", 1)
+    world_size = _check_int(world_size, "world_size", 1)
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     _check_int(threads_per_process, "threads_per_process", 1)
@@ -197,8 +197,8 @@ def run_local(fn: Callable[..., Any], world_size: int = 2, *, backend: str = "gl
         import torch
 
         n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if nprocs > n_gpu:
-            raise ValueError(f"backend='nccl' needs world_size <= cuda.device_count(); got world_size={nprocs} with "
+        if world_size > n_gpu:
+            raise ValueError(f"backend='nccl' needs world_size <= cuda.device_count(); got world_size={world_size} with "
                              f"{n_gpu} GPU(s)")
     if master_port is not None and not (isinstance(master_port, int) and 0 < master_port < 65536):
         raise ValueError(f"master_port must be an integer in (0, 65536), got {master_port!r}")
@@ -210,11 +210,11 @@ def run_local(fn: Callable[..., Any], world_size: int = 2, *, backend: str = "gl
         remaining = timeout_s - (time.monotonic() - start)
         if remaining <= 0:
             raise TimeoutError(f"run_local: no time left after {attempt} port attempt(s) (timeout={timeout_s})")
-        status, value = _run_once(fn, nprocs, backend, args, threads_per_process, remaining, port)
+        status, value = _run_once(fn, world_size, backend, args, threads_per_process, remaining, port)
         if status == "ok":
             return value
         rank, tb = value
-        last = RuntimeError(f"run_local: worker process_rank {rank} of {nprocs} failed:\n{tb}")
+        last = RuntimeError(f"run_local: worker process_rank {rank} of {world_size} failed:\n{tb}")
         if not any(e in tb.lower() for e in _ADDR_ERRORS) or "init_process_group" not in tb:
             raise last
     assert last is not None

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from conftest import batch, closure_for, mlp, params_of
 from optimlab._numerics import global_norm, group_by_device_and_dtype
 from optimlab.sam import SAM, batchnorm_guard, perturbation
-from optimlab.sam.functional import directions, grads_finite, norm_of, scale
+from optimlab.sam.functional import directions, grads_finite, scale
 from optimlab.sam.preconditioners import (
     asam_scale,
     asam_scales,
@@ -78,7 +78,7 @@ def test_perturbation_leaves_inputs_and_scale_inplace_overwrites_only_what_it_is
     scaled, twice = directions(u, None)
     assert twice is u
     groups = group_by_device_and_dtype(twice)
-    norm = norm_of(scaled, groups)
+    norm = global_norm(scaled, groups=groups)
     assert torch.equal(norm, global_norm(u))
     flags = [i % 2 == 0 for i in range(len(u))]
     eps = scale(twice, [0.3] * len(u), norm, 1e-12, groups=groups, inplace=flags)

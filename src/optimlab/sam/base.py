@@ -29,11 +29,11 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from optimlab._numerics import group_by_device_and_dtype
+from optimlab._numerics import global_norm, group_by_device_and_dtype
 from optimlab._validation import AnyOf, Constraint, Instance, Interval, Options
 from optimlab._wrapper import WrappedOptimizer
 from optimlab.sam.batchnorm import BN_MODES, batchnorm_guard, batchnorm_modules, check_batchnorm
-from optimlab.sam.functional import directions, grads_finite, nonfinite_flag, norm_of, scale
+from optimlab.sam.functional import directions, grads_finite, nonfinite_flag, scale
 
 __all__ = ["Ascent", "SharpnessAware"]
 
@@ -188,7 +188,7 @@ class SharpnessAware(WrappedOptimizer):
                 updates.append((states, new))
         scaled, twice = directions(us, cs if constrained else None)
         groups = group_by_device_and_dtype(twice)
-        norm = norm_of(scaled, groups)
+        norm = global_norm(scaled, groups=groups)
         guard = None
         if self._bn_modules and self.bn != "none":
             guard = ExitStack()

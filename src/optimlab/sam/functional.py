@@ -84,24 +84,6 @@ def directions(us: list[Tensor], cs: list[Tensor | None] | None) -> tuple[list[T
     return scaled, twice
 
 
-def norm_of(tensors: list[Tensor], groups: dict[tuple[torch.device, torch.dtype], list[int]]) -> Tensor:
-    """:func:`optimlab._numerics.global_norm` of ``tensors`` given their (device, dtype) ``groups``, computed by the
-    same operations (so bit-identical), without its per-tensor ``detach`` (callers run under ``torch.no_grad``)."""
-    if not tensors:
-        return torch.zeros((), dtype=torch.float32)
-    acc = torch.float64 if any(dt == torch.float64 for _, dt in groups) else torch.float32
-    device = tensors[0].device
-    parts = []
-    for (_, dt), idx in groups.items():
-        group = [tensors[i] for i in idx]
-        if dt.is_floating_point or dt.is_complex:
-            norms = torch._foreach_norm(group, 2, dtype=acc) if dt != acc else torch._foreach_norm(group, 2)
-        else:
-            norms = [t.to(acc).norm(2) for t in group]
-        parts.append(torch.stack(list(norms)).norm(2).to(device))
-    return parts[0] if len(parts) == 1 else torch.stack(parts).norm(2)
-
-
 def scale(twice: list[Tensor], rhos: list[float], norm: Tensor, eps: float, *,
           groups: dict[tuple[torch.device, torch.dtype], list[int]] | None = None,
           inplace: list[bool] | None = None) -> list[Tensor]:
