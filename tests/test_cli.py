@@ -60,7 +60,8 @@ def test_reproduce_writes_report(fakes, tmp_path):
     assert "fake.ok" in res.output and "inconclusive" in res.output and "report.md" in res.output
     data = json.loads((out / "results.json").read_text())
     assert [r["claim_id"] for r in data["results"]] == ["fake.ok"] and data["scale"] == "smoke"
-    assert "| fake.ok | inconclusive |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "[fake.ok](#claim-fake.ok) **inconclusive**" in md and "- **commit:** " in md
     assert "data:image/png;base64," in (out / "report.html").read_text()
 
 
@@ -95,7 +96,46 @@ def test_broken_claim_module_exit_1(fakes, monkeypatch):
     assert res.exit_code == 1 and "failed to import" in res.output and "missing_dependency" in res.output
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list", "--help"], ["reproduce", "--help"], ["bench", "--help"]])
+def test_report_renders_existing_results_without_running(fakes, tmp_path, monkeypatch):
+    claims, bench = tmp_path / "claims", tmp_path / "bench"
+    assert runner.invoke(app, ["reproduce", "fake", "--scale", "smoke", "--out", str(claims)]).exit_code == 1
+    assert runner.invoke(app, ["bench", "fake.cost", "--scale", "smoke", "--out", str(bench)]).exit_code == 0
+
+    def never(*a, **kw):
+        raise AssertionError("optimlab report must not run claims")
+
+    monkeypatch.setattr("optimlab.cli.run_claims", never)
+    md, page = tmp_path / "docs" / "results.md", tmp_path / "results.html"
+    res = runner.invoke(app, ["report", str(claims), str(bench / "results.json"), "--markdown", str(md),
+                              "--html", str(page)])
+    assert res.exit_code == 0, res.output  # a crashed claim in the files is reported, not an error
+    text = md.read_text()
+    assert text.startswith("# optimlab results\n") and "## Paper claims" in text and "## Benchmarks" in text
+    assert "- **results file:** [../claims/results.json](../claims/results.json)" in text
+    assert "![fake.ok](../claims/figures/fake.ok.png)" in text and "**error**" in text
+    html = page.read_text()
+    assert "data:image/png;base64," in html and '<nav class="toc">' in html
+    again = runner.invoke(app, ["report", str(claims), str(bench), "--markdown", str(md)])
+    assert again.exit_code == 0 and md.read_text() == text  # same files, same bytes
+    assert not [p for p in md.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_to_stdout_and_usage_errors(fakes, tmp_path):
+    runner.invoke(app, ["reproduce", "fake.ok", "--scale", "smoke", "--out", str(tmp_path / "run")])
+    res = runner.invoke(app, ["report", str(tmp_path / "run")])
+    assert res.exit_code == 0 and res.stdout.startswith("# optimlab report: paper claims")
+    res = runner.invoke(app, ["report", str(tmp_path / "run"), "--markdown", "-", "--title", "My title"])
+    assert res.exit_code == 0 and res.stdout.startswith("# My title\n")
+    res = runner.invoke(app, ["report", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    (tmp_path / "bad.json").write_text("{not json")
+    res = runner.invoke(app, ["report", str(tmp_path / "bad.json"), "--html", str(tmp_path / "r.html")])
+    assert res.exit_code == 2 and "not a results file" in res.output and not (tmp_path / "r.html").exists()
+    assert runner.invoke(app, ["report"]).exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list", "--help"], ["reproduce", "--help"], ["bench", "--help"],
+                                  ["report", "--help"]])
 def test_help(args):
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and "Usage" in res.output

@@ -1,4 +1,4 @@
-"""The local multi-process launcher ``optimlab.distributed`` (specs/core.md §2, specs/comm.md §2 "Launcher").
+"""The local multi-process launcher ``optimlab.distributed``.
 
 Results come back in process order; a worker error names its process rank; a timeout ends only the launcher's own
 children; two concurrent calls get different ports; bad input raises ``ValueError`` naming the argument. Each spawn

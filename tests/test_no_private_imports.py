@@ -1,4 +1,4 @@
-"""No module imports another package's private (``_name``) objects or modules (DESIGN.md, Layout).
+"""No module imports another package's private (``_name``) objects or modules (docs/DESIGN.md, Layout).
 
 An AST scan of every ``.py`` under ``src/optimlab`` and ``tests``. A module of ``optimlab.<pkg>`` (or a test under
 ``tests/<pkg>/``) may import the privates of ``optimlab.<pkg>`` only. Allowed everywhere: the public names of the

@@ -1,12 +1,14 @@
-"""The ``optimlab`` command: ``list``, ``reproduce`` (paper claims) and ``bench`` (cost measurements).
+"""The ``optimlab`` command: ``list``, ``reproduce`` (paper claims), ``bench`` (cost measurements) and ``report``
+(render existing results files).
 
 Exit codes: 0 when every selected claim ran (whatever its verdict), 1 when any crashed, 2 for a usage error
-(unknown claim name, bad option, unusable device).
+(unknown claim name, bad option, unusable device, a path that is not a results file).
 """
 
 from __future__ import annotations
 
 import enum
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from optimlab.evidence import Claim, all_benches, all_claims, check_device, run_claims, select
-from optimlab.report.schema import ClaimResult
-from optimlab.report.writer import format_headline
+from optimlab.report.schema import ClaimResult, write_text_atomic
+from optimlab.report.writer import format_headline, render_files
 
 app = typer.Typer(
     help="Optimization methods with rerunnable evidence: reproduce each paper's claims, benchmark their cost.",
@@ -183,6 +185,45 @@ def bench(
 ) -> None:
     """Measure the cost (time, memory) of methods against their baselines and write a report."""
     _run(all_benches, names, scale, seeds, device, out, resume, "benchmarks")
+
+
+_PATHS = typer.Argument(..., help="Results files (results.json) or run folders holding one, e.g. runs/latest "
+                        "runs/bench; each becomes a part of the report, in this order.", show_default=False)
+_MARKDOWN = typer.Option(None, "--markdown", help="Write the markdown report here ('-': standard output).",
+                         show_default=False)
+_HTML = typer.Option(None, "--html", help="Write the self-contained HTML report here.", show_default=False)
+_TITLE = typer.Option(None, "--title", help="Report title (default: from the kind of results).", show_default=False)
+
+
+@app.command()
+def report(
+    paths: list[Path] = _PATHS,
+    markdown: Path | None = _MARKDOWN,
+    html: Path | None = _HTML,
+    title: str | None = _TITLE,
+) -> None:
+    """Render the report of existing results files without running anything.
+
+    With neither --markdown nor --html, the markdown goes to standard output. Figures are embedded in the HTML
+    when their files are next to the results; the markdown links to them relative to its own folder.
+    """
+    err = Console(stderr=True, soft_wrap=True)
+    to_stdout = (markdown is None and html is None) or str(markdown) == "-"
+    md_path = None if markdown is None or str(markdown) == "-" else markdown
+    try:
+        md_text, html_text = render_files(paths, markdown_path=md_path, html_path=html, title=title)
+    except ValueError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    written = []
+    for path, text in ((md_path, md_text), (html, html_text)):
+        if path is not None:
+            write_text_atomic(path, text)
+            written.append(str(path))
+    if to_stdout:
+        sys.stdout.write(md_text)
+    if written:
+        err.print(f"Report: {', '.join(written)}", highlight=False)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Compressors of optimlab.comm: declared properties, linearity, moments, wire formats (specs/comm.md §5)."""
+"""Compressors of optimlab.comm: declared properties, linearity, moments, wire formats."""
 
 import math
 
@@ -33,7 +33,7 @@ def _x(shape, seed=0):
 
 
 def test_declared_flags_match_the_table():
-    table = {  # specs/comm.md §2: (all_reducible, unbiased) per class with defaults
+    table = {  # (all_reducible, unbiased) per class with defaults
         Identity(): (True, True), RandomBlock(): (True, False), RandomBlock(scaled=True): (True, True),
         RandomK(): (True, False), TopK(): (False, False), ScaledSign(): (False, False), QSGD(): (False, True),
         QSGD(contractive_scale=True): (False, False), CountSketch(): (True, True), PowerSGD(): (True, False),
@@ -237,7 +237,7 @@ def test_sketch_hash_matches_unsigned_python_reference():
 
 
 def test_capability_methods_replace_type_dispatch():
-    """should_compress(shape, rate), predict_nbytes, is_contractive and default_residual (specs/core.md §6)."""
+    """should_compress(shape, rate), predict_nbytes, is_contractive and default_residual (no type switch)."""
     assert RandomBlock(0.1).should_compress((256, 64), 2.0) and not Identity().should_compress((256, 64), 2.0)
     assert not RandomBlock(0.6).should_compress((10, 10), 2.0) and RandomBlock(0.6).should_compress((10, 10), 1.0)
     assert PowerSGD(1).should_compress((256, 64), 1e6)  # PowerSGD applies its own min_compression_rate

@@ -1,4 +1,4 @@
-"""The DDP hook on gloo (2 and 3 local processes), SimulatedGroup, aggregate, checkpoints (specs/comm.md §5).
+"""The DDP hook on gloo (2 and 3 local processes), SimulatedGroup, aggregate, checkpoints.
 
 Spawning costs seconds per call, so the multi-process checks are grouped: one 2-process suite, one 2-process
 checkpoint reload and one 3-process suite, each bounded by ``run_local``'s timeout. The single-process checks of

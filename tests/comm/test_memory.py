@@ -1,4 +1,4 @@
-"""Error memories: EF invariant, ConEF algebra against a dense S, storage, guards, state (specs/comm.md §5)."""
+"""Error memories: EF invariant, ConEF algebra against a dense S, storage, guards and state."""
 
 import warnings
 
@@ -246,7 +246,7 @@ def test_bad_memory_arguments():
 
 
 def test_scratch_bytes_per_memory_class():
-    """The hook's transient estimate comes from each memory class (specs/core.md §6: no type dispatch)."""
+    """The hook's transient estimate comes from each memory class (a method, no type dispatch)."""
     from optimlab.comm import NoMemory
 
     assert NoMemory().scratch_bytes((4, 5)) == 0 and not NoMemory.keeps_error and EFMemory.keeps_error

@@ -1,6 +1,6 @@
 """The compressed-communication pipeline in one process: SimulatedGroup (the reference of the DDP hook), its
-non-finite guard, the global RNG, the all-gather path, residuals, reports, predict_memory and CommState's validation
-(specs/comm.md §5). The multi-process checks are in test_hooks_distributed.py.
+non-finite guard, the global RNG, the all-gather path, residuals, reports, predict_memory and CommState's
+validation. The multi-process checks are in test_hooks_distributed.py.
 """
 
 import math

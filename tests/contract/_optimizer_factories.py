@@ -1,4 +1,4 @@
-"""Factories of every optimizer for the contract suite (specs/core.md §5), and the helpers the suite shares.
+"""Factories of every optimizer for the contract suite (docs/DESIGN.md), and the helpers the suite shares.
 
 A :class:`Factory` builds a fresh, seeded :class:`Setup` (model, optimizer, closure per step) from keyword
 options: ``dtype``, ``device``, ``nonfinite``, per-group overrides, only the first group (to test
@@ -90,7 +90,7 @@ def _sam(id_: str, cls: type, preset: dict[str, Any], *, fixed=(), base="sgd", t
 
 
 _HAS_VARIANT = "variant" in inspect.signature(InfoSAM.__init__).parameters
-_NO_VARIANT = pytest.mark.skipif(not _HAS_VARIANT, reason="InfoSAM has no variant= argument yet (specs/sam.md §2)")
+_NO_VARIANT = pytest.mark.skipif(not _HAS_VARIANT, reason="InfoSAM has no variant= argument yet")
 
 
 # ------------------------------------------------------------------------------------------ ScaledGD

@@ -1,4 +1,4 @@
-"""One contract suite over every optimizer (specs/core.md §5; DESIGN.md "Conventions").
+"""One contract suite over every optimizer (docs/DESIGN.md, "Conventions").
 
 Each factory in ``_optimizer_factories.FACTORIES`` (the SAM family and its preSAM mixes, ScaledGD; new families
 append theirs) is checked once for: bad hyperparameters (cases generated from the class's ``_constraints``) at
@@ -55,7 +55,7 @@ def _named(key: str):
 def _cases(f: Factory, key: str) -> list:
     t = table(f)
     if t is None:
-        pytest.fail(f"{f.cls.__name__} declares no _constraints table (specs/core.md §2)")
+        pytest.fail(f"{f.cls.__name__} declares no _constraints table (docs/DESIGN.md)")
     return bad_values(t[key])
 
 

@@ -1,4 +1,4 @@
-"""Offline data: splits, standardisation, determinism, label noise (specs/sam.md §4 definition)."""
+"""Offline data: splits, standardisation, determinism, label noise."""
 
 import numpy as np
 import pytest

@@ -30,7 +30,7 @@ def test_conef_claims_and_comm_benches_at_smoke_scale(smoke_runs):
         assert r.numbers and all(isinstance(v, list) and v for v in r.numbers.values()), cid
         assert r.figure and (found[cid][1] / r.figure).is_file()
         assert "computed verdict was" in r.notes
-    # Scale-independent facts measured in the run (specs/comm.md §4.1, §4.3):
+    # Scale-independent facts measured in the run (claims 1 and 3):
     b = results["conef.bytes_per_step"].summary
     assert b["randomblock_numel"] == 8969 and b["powersgd2_numel"] == b["pytorch_powersgd2_numel"] == 2718
     assert b["steps_checked"] == 2 and "computed verdict was holds" in results["conef.bytes_per_step"].notes

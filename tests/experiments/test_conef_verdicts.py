@@ -1,5 +1,5 @@
 """Verdict logic of the ConEF claims and the comm benchmarks on known numbers, without training
-(specs/comm.md §5 "Claims", specs/core.md §3): every claim reaches holds, does not hold and inconclusive.
+(docs/DESIGN.md, adding a claim): every claim reaches holds, does not hold and inconclusive.
 """
 
 import math

@@ -1,5 +1,5 @@
 """Verdict logic of the ``nora.*`` claims and the ``matfac.*`` benchmarks on hand-made numbers (no training): each
-reaches holds, does not hold and inconclusive (specs/matfac.md §5, "Verdict logic")."""
+reaches holds, does not hold and inconclusive (docs/DESIGN.md, adding a claim)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Every registered claim and benchmark runs end to end at smoke scale (DESIGN.md, Scales).
+"""Every registered claim and benchmark runs end to end at smoke scale (docs/DESIGN.md, adding a claim).
 
 All of them run once, in one invocation per kind (the ``smoke_runs`` fixture of tests/conftest.py, which family
 smoke tests share); one test per claim id reads its result, so a broken claim is named in the failure. Verdicts

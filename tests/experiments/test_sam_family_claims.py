@@ -52,7 +52,7 @@ def test_each_group_claim_trains_the_runs_when_it_runs_alone(tmp_path, monkeypat
 
 
 def test_theta_one_control_gives_exactly_zero_alignment_gain():
-    # spec §4.4: with theta = 1, d_t = g_t bit for bit, so the measured gain is exactly 0 (asserted, not a claim).
+    # With theta = 1, d_t = g_t bit for bit, so the measured gain is exactly 0 (asserted, not a claim).
     control = theta_one_control(seed=0, width=16, device="cpu")
     assert len(control) == 3
     assert all(d == 0.0 for d in control)
@@ -63,11 +63,12 @@ def test_theta_one_control_gives_exactly_zero_alignment_gain():
 
 def test_infosam_label_noise_is_provisional(tmp_path):
     claim = all_claims()["infosam.label_noise"]
-    assert claim.provisional and "provisional" in claim.statement.lower() and "§3.5" in claim.statement
+    assert (claim.provisional and "provisional" in claim.statement.lower()
+            and "optimlab.sam.InfoSAM" in claim.statement)
     assert all(not all_claims()[i].provisional for i in GROUP_IDS if i != "infosam.label_noise")
     result = claim.run(RunContext(scale="smoke", seeds=[0], out_dir=tmp_path, claim=claim))
     assert result.provisional
-    assert "provisional design of specs/sam.md §3.5" in result.notes
+    assert "provisional design of optimlab.sam.InfoSAM" in result.notes
 
 
 def test_presam_special_cases_errors_are_within_threshold(tmp_path):

@@ -1,5 +1,5 @@
 """Verdict logic of every SAM-family claim on hand-made numbers (no training): each claim's pure verdict function
-reaches holds, does not hold and inconclusive (specs/sam.md §5 "Verdict logic", for the criteria as landed; the one
+reaches holds, does not hold and inconclusive (docs/DESIGN.md, adding a claim; criteria as landed; the one
 change of issue #8 is the symmetric paired sign rule)."""
 
 import math
@@ -69,7 +69,7 @@ def test_m_sharpness_verdict(tau4, taun, verdict):
 
 def test_m_sharpness_landed_rule_compares_the_two_taus_only():
     # Every tau negative with tau(4) − tau(n) = +0.3: the landed criterion holds (the claim's notes flag it);
-    # specs/sam.md §4.2's revised criterion (also tau(4) >= +0.1) is for a later issue.
+    # A revised criterion (also tau(4) >= +0.1) is left for a later issue.
     assert sam._m_sharpness_verdict({"m=4": -0.3, "m=n": -0.6}).verdict == HOLDS
 
 

@@ -36,7 +36,7 @@ def test_t2_nystrom_lies_in_range_and_random_does_not():
     for r in (3, 5, 10):
         X0 = nystrom_init(prob, r, generator=gen(r))
         assert out_of_range(prob, X0, 5) <= 1e-12 * float(torch.linalg.matrix_norm(X0))
-    X0 = random_init(prob, 5, generator=gen())  # §7 P10: not projected
+    X0 = random_init(prob, 5, generator=gen())  # not projected onto range(A)
     assert out_of_range(prob, X0, 5) > 0.5 * float(torch.linalg.matrix_norm(X0))
 
 

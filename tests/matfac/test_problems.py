@@ -30,7 +30,7 @@ def test_one_generator_drives_problem_and_init_and_equal_int_seeds_reuse_one_str
         U = prob.eigvecs[:, -5:]
         return float(torch.linalg.matrix_norm(X0 - U @ (U.T @ X0))) / float(torch.linalg.matrix_norm(X0))
 
-    g = torch.Generator().manual_seed(0)  # one generator: independent draws for A and the init (§7 P10)
+    g = torch.Generator().manual_seed(0)  # one generator: independent draws for A and the init
     prob = SymmetricMF.random(50, 5, generator=g)
     assert out_of_range(prob, random_init(prob, 5, generator=g)) > 0.5
     # the documented pitfall: two equal ints redraw the Gaussian whose QR gave A's eigenvectors
@@ -66,7 +66,7 @@ def test_best_rank_is_eckart_young_and_best_target_is_used_in_up():
     L, _ = prob.best_factors(3)
     X = L / torch.sqrt(torch.linalg.vector_norm(L, dim=0))  # X Xᵀ = A_3
     assert prob.rel_error(X, target="best") <= 1e-13
-    assert prob.rel_error(X, target="A") > 0.1  # §7 P8: against A the error plateaus
+    assert prob.rel_error(X, target="A") > 0.1  # under-parameterised: against A the error plateaus
     a = AsymmetricMF.random(20, 15, 5, generator=0)
     U, S, Vh = np.linalg.svd(a.A.numpy())
     np.testing.assert_allclose(a.best_rank(2).numpy(), (U[:, :2] * S[:2]) @ Vh[:2], atol=1e-13)

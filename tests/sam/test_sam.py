@@ -1,4 +1,4 @@
-"""Plain SAM: exact identities, restore, checkpoints, bad input, non-finite handling (specs/sam.md §5, §7)."""
+"""Plain SAM: exact identities, restore, checkpoints, bad input, non-finite handling (arXiv:2010.01412)."""
 
 import copy
 import math

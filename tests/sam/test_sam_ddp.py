@@ -1,4 +1,4 @@
-"""SAM under DistributedDataParallel with 2 gloo processes on localhost (specs/sam.md §5, DDP).
+"""SAM under DistributedDataParallel with 2 gloo processes on localhost.
 
 ``ascent_sync="global"``: pass 1's gradient is all-reduced, so ε and the step equal single-process SAM on the
 concatenated batch. ``"local"``: pass 1 runs under ``no_sync()``, each rank perturbs with its own gradient

@@ -1,4 +1,4 @@
-"""VaSSO, PreSAM (ASAM, Fisher-SAM), InfoSAM, step_chunked and amp_step (specs/sam.md §3, §5, §7)."""
+"""VaSSO, PreSAM (ASAM, Fisher-SAM), InfoSAM, step_chunked and amp_step."""
 
 import copy
 import warnings

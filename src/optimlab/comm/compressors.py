@@ -10,7 +10,7 @@ is re-derived from shared randomness and never sent. Each class declares
 * ``unbiased`` (ω): E C(x) = x and E‖C(x) − x‖² ≤ ω‖x‖², with ω from :meth:`Compressor.omega`;
 * ``rounds``: the number of collectives per step (2 for PowerSGD).
 
-Randomness is counter-based (specs/comm.md §3): the hook seeds a local CPU ``torch.Generator`` with
+Randomness is counter-based: the hook seeds a local CPU ``torch.Generator`` with
 :func:`optimlab._random.counter_generator` ``(seed, step, name)``, so processes sharing (seed, step, name) draw
 identical index sets, nothing is sequential, and the global RNG is never touched. Source: Li, Zheng, Raman,
 Shrivastava, Giannakis, *Contractive error feedback for gradient compression*, arXiv:2312.08538 (ConEF), and the

@@ -6,7 +6,7 @@ Per tensor (n×m view of a gradient) a table T (n×W, W = max(1, ⌊ratio·m⌋)
 residual (:mod:`optimlab.comm.memory`). Since p = g + ê, v − ê = g − decoded, so the incremental form sketches g
 before compensation and subtracts the sketch of ``decoded`` afterwards: no O(d) clone of p. UNVERIFIED against the
 paper's algorithm box (only its abstract was available offline): that the incremental form is the one the paper
-states; the mechanics follow the authors' reference code as summarised in specs/comm.md §3. The authors' README
+states; the mechanics follow the authors' reference code (github.com/BingcongLi/ConEF). The authors' README
 (read, not copied) confirms that a single hash is recommended over three and that an fp16 table is their "half
 precision" variant.
 """
@@ -51,7 +51,8 @@ class ConEFMemory(ErrorMemory):
 
     * ``"incremental"`` (default): T ← T + S(v − ê), i.e. ê ← ê + λSᵀS(v − ê) (EF21-like), computed as
       T + S·g − S·decoded without cloning p;
-    * ``"overwrite"``: T ← S·v (diverged in the spec's prototype at λ = 0.167; specs/comm.md §7.8).
+    * ``"overwrite"``: T ← S·v (in a project prototype, digits MLP, 20 epochs, it diverged at λ = 0.167 and
+      reached 74% at λ = 0.1, where incremental reached 95%).
 
     ``lam`` is λ (1 − β in the reference, β = 0.9); ``"auto"`` uses λ* = 1/(1+κ) per tensor, κ = Σ_b c_b(c_b−1)/m
     from the bucket counts, which minimises E‖λSᵀSx − x‖²/‖x‖² = (1−λ)² + λ²κ. If λ·max_b c_b > 2 the incremental
@@ -158,7 +159,7 @@ class ConEFMemory(ErrorMemory):
                 self._warned.add(name)
                 warnings.warn(f"ConEFMemory: lambda*max bucket count = {lam * cmax:.3g} > 2 for {name!r} "
                               f"(m={m}, W={w}): the incremental update amplifies the error; lower lam or raise "
-                              "ratio (specs/comm.md §7.9)", RuntimeWarning, stacklevel=3)
+                              "ratio", RuntimeWarning, stacklevel=3)
         table = torch.zeros(n, w, dtype=self.storage_dtype, device=x.device)
         ent = self._entries[name] = _Entry(n, m, w, lam, dense, table)
         return ent

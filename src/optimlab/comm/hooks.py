@@ -2,7 +2,7 @@
 :func:`register_hook`.
 
 The hook runs :class:`~optimlab.comm.pipeline.BucketStep` (compensate, compress, poison, pack, decode, update memory;
-specs/comm.md §3, arXiv:2312.08538) on each bucket, issuing every collective from the autograd thread. Register it
+ConEF, arXiv:2312.08538) on each bucket, issuing every collective from the autograd thread. Register it
 with :func:`register_hook`, which also maps parameters to names so that memory keys survive DDP's bucket rebuild.
 :class:`~optimlab.comm.simulate.SimulatedGroup` and :func:`~optimlab.comm.simulate.aggregate` run the same pipeline
 without DDP.

@@ -1,7 +1,7 @@
 """Error memories for compressed communication: the interface, none, full EF, and C(residual).
 
 A memory is keyed by parameter name and works on the n×m matrix view of each gradient. Per tensor and step
-(specs/comm.md §3), with Q the wire compressor and ḡ = decode(Σ_i Q(p_i))/N:
+(ConEF, arXiv:2312.08538), with Q the wire compressor and ḡ = decode(Σ_i Q(p_i))/N:
 
 * :meth:`ErrorMemory.compensate` ``(name, x)``: x ← p = g + ê in place (ê the decoded memory);
 * :meth:`ErrorMemory.update` ``(name, decoded)``: with ``decoded`` = decode(Q(p_i)) (``residual="local"``) or ḡ
@@ -102,7 +102,8 @@ class ErrorMemory:
         return 12 * n * m
 
     def reset(self, name: str | None = None) -> None:
-        """Zero the memory of ``name`` (all when ``None``). Never called automatically (specs/comm.md §7.15)."""
+        """Zero the memory of ``name`` (all when ``None``). Never called automatically (as in the
+        authors' code, where it is disabled): memory survives a scheduler step."""
 
     def config(self) -> dict[str, Any]:
         return {"class": type(self).__name__}

@@ -2,7 +2,7 @@
 :func:`~optimlab.comm.simulate.aggregate`.
 
 Per tensor (n×m view of a gradient that :func:`~optimlab.comm.reports.compresses` accepts) and step t, on each of N
-workers (specs/comm.md §3; ConEF, arXiv:2312.08538):
+workers (ConEF, arXiv:2312.08538):
 
     p_i = g_i + ê_i                                   (compensate: memory.compensate)
     c_i = Q(p_i; generator(seed, t, name))            (compress: shared counter-based randomness)

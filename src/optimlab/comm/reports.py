@@ -1,7 +1,7 @@
 """What compressed communication costs: persistent memory (:class:`MemoryReport`, :func:`predict_memory`) and what
 one step hands to collectives (:class:`CommReport`), plus the persistent state of PyTorch's ``powerSGD_hook`` for
-comparison (:func:`powersgd_state_bytes`). Accounting as in specs/comm.md §3 "Memory accounting" (ConEF,
-arXiv:2312.08538: the error memory is what ConEF compresses).
+comparison (:func:`powersgd_state_bytes`). Memory is compared with what fp32 EF would hold, 4 bytes
+per compressed coordinate (ConEF, arXiv:2312.08538: the error memory is what ConEF compresses).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = ["CommReport", "MemoryReport", "compresses", "powersgd_state_bytes", "
 
 @dataclass
 class MemoryReport:
-    """Persistent memory of a compressed-communication setup (specs/comm.md §3 "Memory accounting").
+    """Persistent memory of a compressed-communication setup.
 
     ``error_bytes``: Σ numel·element_size of the error-memory tensors; ``compressor_bytes``: PowerSGD's warm-start Q;
     ``cache_bytes``: hash caches; ``ef_reference_bytes``: 4·Σ numel of the compressed tensors (what fp32 EF would
@@ -116,6 +116,6 @@ def predict_memory(model: nn.Module, compressor: Compressor, memory: ErrorMemory
 
 def powersgd_state_bytes(state: Any) -> int:
     """Persistent bytes of PyTorch's ``PowerSGDState``: its whole-bucket error buffers plus the P and Q memories
-    (``error_dict``, ``p_memory_dict``, ``q_memory_dict``; the peer of specs/comm.md §6)."""
+    (``error_dict``, ``p_memory_dict``, ``q_memory_dict``; the peer in ``optimlab bench comm``)."""
     return sum(v.numel() * v.element_size() for d in (state.error_dict, state.p_memory_dict, state.q_memory_dict)
                for v in d.values())

@@ -1,7 +1,7 @@
 """The compressed-communication pipeline without DDP: :class:`SimulatedGroup` (N workers in one process, the test
 reference and fast sweeps) and :func:`aggregate` (one step over a process group, for custom training loops).
 
-Both run :class:`~optimlab.comm.pipeline.BucketStep` exactly as the DDP hook does (specs/comm.md §2; ConEF,
+Both run :class:`~optimlab.comm.pipeline.BucketStep` exactly as the DDP hook does (ConEF,
 arXiv:2312.08538), so results agree bit for bit with :func:`~optimlab.comm.hooks.comm_hook` on the same gradients.
 """
 

@@ -5,7 +5,8 @@ S[h(j), j] = σ(j), applied row-wise (T = x·Sᵀ, n×W), and decoded as λ·T·
 Giannakis, arXiv:2312.08538) stores its error memory this way; FetchSGD (arXiv:2007.07682) sends gradients this way.
 
 The hash is the reference code's (constants a = 994443, b = 609478), computed with **unsigned** arithmetic mod 2³² in
-masked int64, so indices are never negative (the signed kernel's overflow; specs/comm.md §3 "Hash", §7.10).
+masked int64, so indices are never negative (the reference's signed kernel overflows and gives negative
+indices).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from optimlab.comm.compressors import Compressor, Payload, as_matrix_shape
 __all__ = ["HASH_A", "HASH_B", "CountSketch", "fmix32", "sketch", "sketch_hash", "unsketch"]
 
 _M32 = 0xFFFFFFFF
-# The reference's hash constants (specs/comm.md §3 "Hash"), used with unsigned arithmetic.
+# The reference code's hash constants (github.com/BingcongLi/ConEF), used with unsigned arithmetic.
 HASH_A, HASH_B = 994443, 609478
 
 
@@ -45,7 +46,7 @@ def fmix32(h: Tensor) -> Tensor:
 
 def sketch_hash(m: int, width: int, a: int = HASH_A, b: int = HASH_B,
                 device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
-    """Bucket index and sign of each column j < m of a width-``width`` count sketch (specs/comm.md §3).
+    """Bucket index and sign of each column j < m of a width-``width`` count sketch (ConEF, arXiv:2312.08538).
 
     h(j) = fmix32(a·j + b) mod W and σ(j) = 2·(fmix32((a+2)·j + b + 3) & 1) − 1, all mod 2³², unsigned. Returns
     ``(h int64 in [0, W), σ float32 in {±1})``.

@@ -2,7 +2,7 @@
 
 A claim fixes its criterion once, next to a comment giving the source of its thresholds::
 
-    # specs/sam.md §4.5: +0.5 pt in 4 of 5 paired seeds
+    # +0.5 pt in 4 of 5 paired seeds, fixed before any run (4 of 5 signs agree by chance: p = 6/32)
     CRITERION = PairedSign(0.5, 0.8, what="VaSSO − SAM test accuracy", unit="pt")
 
     CRITERION.describe()           # the text shown by ``optimlab list`` and the report

@@ -8,6 +8,8 @@ leaves the results of the claims already finished, and ``resume=True`` picks up 
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from optimlab.evidence.registry import SCALES, Claim
 from optimlab.report.schema import ClaimResult, load_results, write_json_atomic
 from optimlab.report.writer import write_report
 
-__all__ = ["RunProgress", "RunSummary", "check_device", "run_claims"]
+__all__ = ["RunProgress", "RunSummary", "check_device", "git_commit", "run_claims", "run_metadata"]
 
 
 class RunProgress:
@@ -91,6 +93,59 @@ def check_device(device: str) -> str:
     elif dev.type != "cpu":
         raise ValueError(f"device {device!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
     return device
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    """``git rev-parse --short HEAD`` of ``cwd`` (default: the current folder), with ``+dirty`` when ``git status
+    --porcelain`` lists anything; ``"unknown"`` when it is not a git checkout or git is missing. Never raises."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        if not commit:
+            return "unknown"
+        return commit + ("+dirty" if git("status", "--porcelain").strip() else "")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere), or ``""``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")) and ":" in line:
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_metadata(scale: str, device: str) -> dict[str, Any]:
+    """The header of ``results.json``: version, start time, scale, commit and the machine the run used."""
+    import torch
+
+    meta: dict[str, Any] = {
+        "optimlab_version": optimlab.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "scale": scale,
+        "commit": git_commit(),
+        "device": device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    if device.startswith("cuda"):
+        try:
+            meta["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        except (RuntimeError, AssertionError, ValueError):
+            pass
+    return meta
 
 
 def _load_previous(path: Path) -> dict[str, ClaimResult]:
@@ -180,8 +235,6 @@ def run_claims(
     status ``ok`` at the same scale (and the same seeds when ``seeds`` is given) is skipped.
     Raises ``ValueError`` for an unknown scale, ``seeds < 1`` or a device torch cannot use here.
     """
-    import torch
-
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     if seeds is not None and seeds < 1:
@@ -191,13 +244,7 @@ def run_claims(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     merged = _load_previous(out_dir / "results.json")
-    meta = {
-        "optimlab_version": optimlab.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "scale": scale,
-        "device": device,
-        "torch": torch.__version__,
-    }
+    meta = run_metadata(scale, device)
     summary = RunSummary(out_dir=out_dir, meta=meta)
     cache: dict[Any, Any] = {}
     for index, claim in enumerate(claims):

@@ -1,4 +1,4 @@
-"""Fixtures of the ConEF claims (specs/comm.md §4, common set-up): the digits data and models, per-process batches,
+"""Fixtures of the ConEF claims (their common set-up): the digits data and models, per-process batches,
 the analytic payload counts, the timing of the hook's own work on the public
 :class:`~optimlab.comm.pipeline.BucketStep`, the step-time model, the sketch-contraction cells, and the NaN-aware
 max and median of the verdicts (Li et al., arXiv:2312.08538).
@@ -21,9 +21,9 @@ __all__ = ["MODELS", "RB_RATIO", "START_ITER", "WORKERS", "analytic_counts", "co
            "digits_data", "digits_mlp", "max_nan", "median_nan_low", "modeled_step", "pipeline_seconds",
            "shard_batches", "synthetic_batch", "synthetic_mlp"]
 
-WORKERS = 2  # specs/comm.md §4: run_local(world_size=2, backend="gloo")
-RB_RATIO = 0.1  # specs/comm.md §4 common set-up: Q is a 10% random block
-START_ITER = 10  # specs/comm.md §4: start_iter is 10
+WORKERS = 2  # run_local(world_size=2, backend="gloo"): a project choice that fits a 2-core CPU machine
+RB_RATIO = 0.1  # Q is a 10% random block, the ratio of the authors' reference code
+START_ITER = 10  # as in the authors' reference examples (their class and PyTorch's hook default to 1000)
 
 
 def digits_data():
@@ -71,7 +71,7 @@ def synthetic_batch(process_rank: int, step: int, n_in: int):
 
 
 def analytic_counts(model: nn.Module, ratio: float = RB_RATIO, rank: int = 2) -> tuple[int, int]:
-    """(random-block payload, PowerSGD rank-r payload) per step, from the parameter shapes (specs/comm.md §4.3):
+    """(random-block payload, PowerSGD rank-r payload) per step, from the parameter shapes (claim 3):
     Σ max(1, ⌊ratio·d_t⌋) + vectors, and Σ (n+m)·r over compressed matrices + the uncompressed rest."""
     rb = ps = 0
     for p in model.parameters():
@@ -103,12 +103,12 @@ def pipeline_seconds(state: CommState, grads: dict[str, torch.Tensor]) -> float:
 
 def modeled_step(compute: float, hook: float, nbytes: float, collectives: int, n: int, gbps: float,
                  latency_s: float) -> float:
-    """Seconds per step (specs/comm.md §4.4): compute + hook + 2(N−1)/N·bytes/B + latency per collective."""
+    """Seconds per step (claim 4's model): compute + hook + 2(N−1)/N·bytes/B + latency per collective."""
     return compute + hook + 2 * (n - 1) / n * nbytes * 8 / (gbps * 1e9) + latency_s * collectives
 
 
 def contraction_cells(ms, ratios, rows: int, generator: torch.Generator) -> tuple[list[str], list[float], list[float]]:
-    """Claim 5's cells (specs/comm.md §4.5): for each m and sketch ratio s, ``rows`` Gaussian rows x (float64) and the
+    """Claim 5's cells: for each m and sketch ratio s, ``rows`` Gaussian rows x (float64) and the
     fixed fmix32 hash, at λ = 0.1 and λ* = 1/(1+κ): (cell names, measured ‖λSᵀSx − x‖²/‖x‖², (1−λ)² + λ²κ)."""
     cells, measured, predicted = [], [], []
     for m in ms:

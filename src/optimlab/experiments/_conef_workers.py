@@ -1,6 +1,6 @@
 """The functions the ConEF claims run in each of the 2 gloo processes (``optimlab.distributed.run_local``):
 memory, bytes and timings in one spawn (:func:`costs_worker`), and the accuracy runs (:func:`accuracy_worker`).
-Set-up of specs/comm.md §4 (Li et al., arXiv:2312.08538).
+Set-up: the common one of the ConEF claims (Li et al., arXiv:2312.08538).
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def costs_worker(process_rank: int, world_size: int, steps: int, start_iter: int
 def accuracy_worker(process_rank: int, world_size: int, seeds: list[int], epochs: int, start_iter: int,
                     lr: float = 0.3) -> dict[str, Any]:
     """Claim 2: every method and seed, SGD with ``lr`` and momentum 0. A run whose loss turns non-finite stops and
-    reports accuracy NaN (never its last finite epoch's) and ``diverged=True`` (specs/comm.md §4.2)."""
+    reports accuracy NaN (never its last finite epoch's) and ``diverged=True``."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     Xtr, ytr, Xte, yte = digits_data()

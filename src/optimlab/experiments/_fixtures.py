@@ -1,8 +1,8 @@
 """Fixtures shared by the claims: the digits split, seeded MLPs, one seeded training loop, thread pinning, and the
 allocation tracker of :mod:`optimlab.metrics.memory` (re-exported, not copied).
 
-No DataLoader: minibatches are slices of a seeded permutation (:func:`optimlab.data.batches`; specs/sam.md §4,
-common set-up), so a seed fixes the initialisation and the data order for every method in a paired comparison.
+No DataLoader: minibatches are slices of a seeded permutation (:func:`optimlab.data.batches`), so a
+seed fixes the initialisation and the data order for every method in a paired comparison.
 """
 
 from __future__ import annotations

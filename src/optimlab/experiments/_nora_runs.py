@@ -18,14 +18,15 @@ import torch
 from optimlab.matfac import MFResult, tail_iterations
 
 PAPER = "Li, Zhang, Mokhtari, He, ICLR 2025, arXiv:2410.18965"
-SEEDS = {"smoke": 2, "quick": 5, "full": 20}  # spec §4: 5 seeds (0-4) at quick, 20 at full
-SIZE = {"smoke": 30, "quick": 100, "full": 1000}  # m; spec §4 (quick 100, full 1000) and §5 Smoke (30)
-MAX_ITER = {"smoke": 200, "quick": 600, "full": 600}  # spec §4.1 (600); smoke only proves the code runs
-NOTE = ("Checked against arXiv:2410.18965: abstract-level statements only (quadratic convergence of ScaledGD with "
-        "Nystrom initialisation in the symmetric exact/OP settings; fast, even one-step, convergence in the "
-        "asymmetric setting). The theorem constants, the step-size condition (eta = 1/2 here), the sketch scale xi "
-        "and the under-parameterised statement are UNVERIFIED; thresholds come from the derivation in "
-        "specs/matfac.md §3.4 and its float64 reference runs (§3.5), fixed before running.")
+SEEDS = {"smoke": 2, "quick": 5, "full": 20}  # 5 seeds (0-4) at quick, 20 at full
+SIZE = {"smoke": 30, "quick": 100, "full": 1000}  # m; quick 100 (as the reference runs), smoke 30
+MAX_ITER = {"smoke": 200, "quick": 600, "full": 600}  # 600 as the reference runs; smoke only proves it runs
+NOTE = ("Checked against arXiv:2410.18965: abstract-level statements only (quadratic convergence of ScaledGD "
+        "with Nystrom initialisation in the symmetric exact/OP settings; fast, even one-step, convergence in "
+        "the asymmetric setting). The theorem constants, the step-size condition (eta = 1/2 here), the "
+        "sketch scale xi and the under-parameterised statement are UNVERIFIED; thresholds come from the "
+        "project's own derivation (optimlab.matfac.scaledgd) and its float64 reference runs (m = 100, 5 "
+        "seeds), fixed before running.")
 
 __all__ = ["MAX_ITER", "NOTE", "PAPER", "SEEDS", "SIZE", "error_figure", "generator", "median", "n_to",
            "ratios_over_bound", "require_float64", "tail", "worst"]
@@ -33,14 +34,14 @@ __all__ = ["MAX_ITER", "NOTE", "PAPER", "SEEDS", "SIZE", "error_figure", "genera
 
 def require_float64(problem) -> None:
     """``ValueError`` unless the problem is float64: the 1e-12 tolerances of these claims are out of reach in
-    float32 (spec §7 P5)."""
+    float32."""
     if problem.A.dtype != torch.float64:
         raise ValueError(f"the nora claims need float64 problems (1e-12 is out of reach in float32), got "
                          f"{problem.A.dtype}")
 
 
 def generator(seed: int) -> torch.Generator:
-    """The one generator of a seed: it draws A, then every initialisation, in a fixed order (spec §4)."""
+    """The one generator of a seed: it draws A, then every initialisation, in a fixed order."""
     return torch.Generator().manual_seed(seed)
 
 

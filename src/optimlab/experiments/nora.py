@@ -1,20 +1,23 @@
 """Claims of Li, Zhang, Mokhtari, He, "On the Crucial Role of Initialization for Matrix Factorization" (ICLR 2025,
-arXiv:2410.18965), matrix-factorisation part: ScaledGD with Nyström initialisation (specs/matfac.md §4).
+arXiv:2410.18965), matrix-factorisation part: ScaledGD with Nyström initialisation.
 
-Common set-up (spec §4): float64, ``pinv`` Gram inverse, η = ½ unless stated; seed s drives A and every
-initialisation through one ``torch.Generator`` (independent draws, in a fixed order); metrics are medians over
-seeds; a run that does not reach the tolerance counts as ``max_iter``. One thread (the matrices are small).
+Common set-up (fixed before any run): float64, ``pinv`` Gram inverse, η = ½ unless stated; seed s drives A and
+every initialisation through one ``torch.Generator`` (independent draws, in a fixed order); metrics are
+medians over seeds; a run that does not reach the tolerance counts as ``max_iter``. One thread (the matrices
+are small).
 
-What was checked against the paper (arXiv:2410.18965, through its abstract on arXiv, the OPT 2024 workshop page and
-published summaries; the body of the paper could not be read here): ScaledGD with Nyström initialisation converges
-quadratically in the symmetric exact- and over-parameterised settings where only linear rates were known, converges
-fast, even in one step, in the asymmetric setting, and the analysis proceeds in phases. UNVERIFIED: the theorem
-constants, the step-size condition (η = ½ here), the default scale ξ of the sketch, whether the asymmetric one-step
-result uses η = 1, and what the paper states for the under-parameterised case. Every threshold below therefore comes
-from the derivation of specs/matfac.md §3.4 (reproduced in the docstrings) and its float64 reference runs (§3.5),
-never from a number measured by these claims. The criteria (fixed before any run, with their sources) and each
-claim's verdict, a pure function of its numbers, are in :mod:`optimlab.experiments._nora_verdicts` (re-exported
-here; unit-tested on known numbers in tests/experiments/test_nora_verdicts.py).
+What was checked against the paper (arXiv:2410.18965, through its abstract on arXiv, the OPT 2024 workshop
+page and published summaries; the body of the paper could not be read here): ScaledGD with Nyström
+initialisation converges quadratically in the symmetric exact- and over-parameterised settings where only
+linear rates were known, converges fast, even in one step, in the asymmetric setting, and the analysis
+proceeds in phases. UNVERIFIED: the theorem constants, the step-size condition (η = ½ here), the default scale
+ξ of the sketch, whether the asymmetric one-step result uses η = 1, and what the paper states for the
+under-parameterised case. Every threshold below therefore comes from the project's own derivation (reproduced
+in the docstrings here and in :mod:`optimlab.matfac.scaledgd`) and its float64 reference runs (m = 100, 5
+seeds, made before these claims), never from a number measured by these claims. The criteria (fixed before any
+run, with their sources) and each claim's verdict, a pure function of its numbers, are in
+:mod:`optimlab.experiments._nora_verdicts` (re-exported here; unit-tested on known numbers in
+tests/experiments/test_nora_verdicts.py).
 """
 
 from __future__ import annotations
@@ -83,15 +86,15 @@ from optimlab.matfac import (
               ("n10_value", "N(1e-10) random/Nystrom, smallest", "×")),
 )
 def sym_quadratic(ctx: RunContext) -> ClaimResult:
-    """Claim 1 (spec §4.1); thresholds and sources at :data:`SYM_QUADRATIC`. The quadratic bound: with X = UQ in
-    range(A) and P = QQᵀ, P⁺ − Σ = ¼(P − Σ)P⁻¹(P − Σ) at η = ½ (§3.4, test T3), and e = ‖P − Σ‖_F/‖Σ‖_F, so
-    e⁺ ≤ ¼ e² ‖Σ‖_F ‖P⁻¹‖₂. By Weyl, λ_min(P) ≥ λ_min − e‖Σ‖_F, hence e⁺/e² ≤ B_t = ‖Σ‖_F/(4(λ_min − e_t‖Σ‖_F)) whenever
-    e_t < λ_min/‖Σ‖_F. "Past the start-up phase" is e_t ≤ ε₀ = ½λ_min/‖Σ‖_F; the window stops at e_t = 1e-6 so that
-    e_t² stays far above float64 round-off. A linear rate ρ gives (e⁺/e²)/B_t ≥ 4ρ at e_t = ε₀, growing like 1/e_t.
-    κ = 1e4 (full scale only; not calibrated by the spec's reference runs): float64 round-off amplified by the Gram
-    inverse (condition ≈ κ) leaves an out-of-range part of relative size ≈ eps·κ that contracts only linearly, so the
-    ≤ 6 count runs from ε₀ to max(1e-12, 100·eps·κ) ≈ 2e-10 there (``tail eps0->floor``); the 1e-2 → 1e-12 tail is
-    reported beside it.
+    """Claim 1; thresholds and sources at :data:`SYM_QUADRATIC`. The quadratic bound: with X = UQ in range(A)
+    and P = QQᵀ, P⁺ − Σ = ¼(P − Σ)P⁻¹(P − Σ) at η = ½ (derivation in :mod:`optimlab.matfac.scaledgd`; test
+    T3), and e = ‖P − Σ‖_F/‖Σ‖_F, so e⁺ ≤ ¼ e² ‖Σ‖_F ‖P⁻¹‖₂. By Weyl, λ_min(P) ≥ λ_min − e‖Σ‖_F, hence e⁺/e² ≤
+    B_t = ‖Σ‖_F/(4(λ_min − e_t‖Σ‖_F)) whenever e_t < λ_min/‖Σ‖_F. "Past the start-up phase" is e_t ≤ ε₀ =
+    ½λ_min/‖Σ‖_F; the window stops at e_t = 1e-6 so that e_t² stays far above float64 round-off. A linear rate
+    ρ gives (e⁺/e²)/B_t ≥ 4ρ at e_t = ε₀, growing like 1/e_t. κ = 1e4 (full scale only; not calibrated by the
+    project's reference runs): float64 round-off amplified by the Gram inverse (condition ≈ κ) leaves an
+    out-of-range part of relative size ≈ eps·κ that contracts only linearly, so the ≤ 6 count runs from ε₀ to
+    max(1e-12, 100·eps·κ) ≈ 2e-10 there (``tail eps0->floor``); the 1e-2 → 1e-12 tail is reported beside it.
     """
     m, cap = SIZE[ctx.scale], MAX_ITER[ctx.scale]
     kappas = (10.0, 1000.0, 1e4) if ctx.scale == "full" else (10.0, 1000.0)
@@ -163,7 +166,7 @@ def sym_quadratic(ctx: RunContext) -> ClaimResult:
               ("eta03_tail_high_value", "eta = 0.3 tail, largest", IT)),
 )
 def sym_init_sensitivity(ctx: RunContext) -> ClaimResult:
-    """Claim 2 (spec §4.2); thresholds and sources at :data:`SENSITIVITY`. Part (c) is the honest boundary: the
+    """Claim 2; thresholds and sources at :data:`SENSITIVITY`. Part (c) is the honest boundary: the
     derivation predicts |1 − 2η| linear tails for η ≠ ½ under the ¼‖XXᵀ − A‖² convention."""
     m, cap = SIZE[ctx.scale], MAX_ITER[ctx.scale]
     numbers: dict[str, list[float]] = {}
@@ -209,13 +212,13 @@ def sym_init_sensitivity(ctx: RunContext) -> ClaimResult:
               ("random_iterations_value", "random init: median iterations to 1e-10", IT)),
 )
 def asym_one_step(ctx: RunContext) -> ClaimResult:
-    """Claim 3 (spec §4.3); thresholds and sources at :data:`ASYM_ONE_STEP`. From (X0 = AΩ, Y0 = 0) the X-gradient
-    vanishes and, with η = 1 and ``pinv``, Y1 = AᵀX0(X0ᵀX0)^†, so X1Y1ᵀ = P_{col(AΩ)}A (§3.4): exactly A when
-    col(AΩ) = col(A) (exact/OP, almost surely)."""
+    """Claim 3; thresholds and sources at :data:`ASYM_ONE_STEP`. From (X0 = AΩ, Y0 = 0) the X-gradient
+    vanishes and, with η = 1 and ``pinv``, Y1 = AᵀX0(X0ᵀX0)^†, so X1Y1ᵀ = P_{col(AΩ)}A (test T4): exactly A
+    when col(AΩ) = col(A) (exact/OP, almost surely)."""
     numbers: dict[str, list[float]] = {}
     panels: dict[str, dict[str, list[list[float]]]] = {}
     max_iter = MAX_ITER[ctx.scale]
-    lrs = (0.5,) if ctx.scale == "smoke" else (0.1, 0.3, 0.5)  # spec §4.3: best of three (smoke: code path)
+    lrs = (0.5,) if ctx.scale == "smoke" else (0.1, 0.3, 0.5)  # best of three (smoke: code path)
     with torch_threads(1):
         for regime, rank_a, r in (("exact", 4, 4), ("OP", 4, 8), ("UP", 8, 4)):
             curves: dict[str, list[list[float]]] = {"Nystrom, 1 step (eta = 1)": [], "random, best eta": []}
@@ -256,7 +259,7 @@ def asym_one_step(ctx: RunContext) -> ClaimResult:
         figure=error_figure(panels, "asymmetric 60x40: one step from (A Omega, 0)",
                             ylabel="relative error ‖XYᵀ − A‖_F/‖A‖_F"),
         notes=NOTE + " Whether the paper's one-step statement uses eta = 1 is UNVERIFIED (with eta != 1 one step "
-        "gives eta * P_{col(A Omega)} A, spec §7 P6). Summary: max over seeds for errors, median for iterations.")
+        "gives eta * P_{col(A Omega)} A). Summary: max over seeds for errors, median for iterations.")
 
 
 # ------------------------------------------------------------------------------------------- claim 4
@@ -273,7 +276,7 @@ def asym_one_step(ctx: RunContext) -> ClaimResult:
               ("n_ratio_high_value", "N Nystrom/random, largest", "×")),
 )
 def up_linear(ctx: RunContext) -> ClaimResult:
-    """Claim 4 (spec §4.4); thresholds and sources at :data:`UP_LINEAR`. What the paper states for UP (a speed-up or
+    """Claim 4; thresholds and sources at :data:`UP_LINEAR`. What the paper states for UP (a speed-up or
     none) is UNVERIFIED: this claim is the measured counterpart, whatever it says."""
     m, max_iter, lr = SIZE[ctx.scale], 3000, 0.5
     numbers: dict[str, list[float]] = {}
@@ -308,7 +311,8 @@ def up_linear(ctx: RunContext) -> ClaimResult:
         verdict=up_linear_verdict(numbers, rho), numbers=numbers, summary=summary,
         figure=error_figure(panels, f"UP regime (rank 10, r = 5), m = {m}: error to A_r",
                             ylabel="‖XXᵀ − A_r‖_F/‖A_r‖_F"),
-        notes=NOTE + f" m = {m}. Errors are measured against A_r (best rank-5), never against A (spec §7 P8). "
+        notes=NOTE + f" m = {m}. Errors are measured against A_r (best rank-5), never against A (it would "
+        "plateau). "
         "'holds' here means: no advantage of Nystrom in UP, as derived.")
 
 

@@ -1,4 +1,4 @@
-"""Initialisations for matrix factorisation: Nyström sketch, random, spectral (arXiv:2410.18965, §3.2 of the spec).
+"""Initialisations for matrix factorisation: Nyström sketch, random, spectral (NoRA paper, arXiv:2410.18965).
 
 Every function takes ``generator``: a ``torch.Generator``, an int seed or ``None``, by the one rule of
 :func:`optimlab._random.check_generator` (``None``: a fresh generator seeded non-deterministically), and never touches
@@ -93,7 +93,8 @@ def random_init(problem: Problem, rank: int, *, std: float | None = None,
     """I.i.d. N(0, std²) entries (``rank`` columns), default std = 1/√m; for an asymmetric problem both factors
     (X0, Y0) are random.
 
-    The usual "small random" baseline is std = 1e-3. The draw is not projected onto range(A) (spec §7 P10).
+    The usual "small random" baseline is std = 1e-3. The draw is not projected onto range(A), so unlike
+    Nyström's it has a part outside range(A).
     """
     _check_problem(problem)
     r = check_rank(rank, min(problem.A.shape))

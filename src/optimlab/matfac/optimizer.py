@@ -2,7 +2,7 @@
 
 The maths is :func:`optimlab.matfac.scaledgd.precondition` (grad·(FᵀF)^†); this class applies it to the autograd
 gradients of factor parameters, so ScaledGD serves losses that are not plain factorisation (masked completion,
-sensing; specs/matfac.md §8).
+sensing).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ScaledGD(torch.optim.Optimizer):
         X ← X − lr·∇_X (YᵀY)^†,   Y ← Y − lr·∇_Y (XᵀX)^†     (pair)
     On ¼‖XXᵀ − A‖² / ½‖XYᵀ − A‖² this is :func:`~optimlab.matfac.scaled_gd_step` with η = ``lr``. With a ½‖XXᵀ − A‖²
     loss the gradient doubles: use lr = 0.25 for the η = ½ iteration (lr = 0.5 there is η = 1, which does not
-    converge, specs/matfac.md §7 P1).
+    converge: the error alternates between two values).
 
     Args:
         params: factor tensors, or param groups (per-group values of the options below are validated too).

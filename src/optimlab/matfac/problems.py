@@ -104,7 +104,9 @@ def residual_norm(X: Tensor, Y: Tensor, T: Tensor | None = None, L: Tensor | Non
 
 
 class SymmetricMF:
-    """min_X ¼‖XXᵀ − A‖_F² for a PSD m×m target A (symmetrised once as (A + Aᵀ)/2, §7 P9 of the spec).
+    """min_X ¼‖XXᵀ − A‖_F² for a PSD m×m target A (symmetrised once as (A + Aᵀ)/2).
+
+    Symmetrising keeps a round-off asymmetry of A from pushing the iterates out of range(A).
 
     ``check=True`` rejects a non-symmetric A (‖A − Aᵀ‖_F > 1e-10‖A‖_F) and one that is not PSD (λ_min < −1e-10‖A‖_F,
     which costs one ``eigvalsh``); in float32 the 1e-10 becomes 100·eps. The eigendecomposition used by :meth:`best_rank` is computed on first use.
@@ -116,7 +118,7 @@ class SymmetricMF:
             raise ValueError(f"A must be square (m×m) for SymmetricMF, got shape {tuple(A.shape)}; "
                              "use AsymmetricMF for a rectangular target")
         scale = float(torch.linalg.matrix_norm(A)) or 1.0
-        rel = max(1e-10, 100 * torch.finfo(A.dtype).eps)  # 1e-10 in float64 (spec §5); round-off level in float32
+        rel = max(1e-10, 100 * torch.finfo(A.dtype).eps)  # 1e-10 in float64; round-off level in float32
         if check:
             asym = float(torch.linalg.matrix_norm(A - A.T))
             if asym > rel * scale:
@@ -141,9 +143,9 @@ class SymmetricMF:
         ``generator``: a ``torch.Generator``, an int seed or ``None``, by the one rule of
         :func:`optimlab._random.check_generator` (an int seeds a new generator; ``None`` is non-deterministic).
         Pass the same ``torch.Generator`` on to the initialisation, so that one seed drives A and the init with
-        independent draws (spec §4, common set-up). Pitfall: two equal ints (``random(..., generator=s)`` and
+        independent draws (as the NoRA claims do). Pitfall: two equal ints (``random(..., generator=s)`` and
         ``random_init(..., generator=s)``) reuse one stream, so the init redraws the Gaussian matrix whose QR gave
-        A's eigenvectors and lies exactly in range(A) (spec §7 P10).
+        A's eigenvectors and lies exactly in range(A).
         ``noise=ε`` adds a symmetric Gaussian E with ‖E‖_F = ε‖A‖_F: A is then full rank and may be indefinite (the
         PSD check is skipped), and the natural target is ``best_rank(rank)``. Draws happen on the generator's device
         (CPU by default), then move to ``device``.
@@ -216,7 +218,8 @@ class SymmetricMF:
         return L @ R.T
 
     def rel_error(self, X: Tensor, target: str = "A") -> float:
-        """‖XXᵀ − T‖_F/‖T‖_F with T = A (``"A"``) or A_r (``"best"``, r = columns of X); spec §7 P8."""
+        """‖XXᵀ − T‖_F/‖T‖_F with T = A (``"A"``) or A_r (``"best"``, r = columns of X; in UP, where the
+        error to A would plateau)."""
         if target == "A":
             return float(residual_norm(X, X, self.A)) / (self._fro or 1.0)
         if target == "best":

@@ -6,10 +6,10 @@ Asymmetric (loss ½‖XYᵀ − A‖_F²; simultaneous update, both factors from
     X⁺ = X − η·(XYᵀ − A)·Y·(YᵀY)^†,     Y⁺ = Y − η·(XYᵀ − A)ᵀ·X·(XᵀX)^†
 GD is the same without the Gram factors (stable for η ≲ 1/σ₁(A), so its iteration count grows like κ).
 
-Loss convention (spec §7 P1): η is defined on the gradients of exactly these losses. Writing the symmetric loss as
+Loss convention: η is defined on the gradients of exactly these losses. Writing the symmetric loss as
 ½‖XXᵀ − A‖² doubles the gradient: use η (``lr``) = 0.25 there to get the η = ½ iteration.
 
-Why η = ½ from a Nyström start is quadratic (derived in specs/matfac.md §3.4, checked by the tests, not taken from
+Why η = ½ from a Nyström start is quadratic (derived by this project, checked by the tests, not taken from
 the paper): with A = UΣUᵀ and X = UQ (Nyström keeps X in range(A)), P = QQᵀ obeys
     P⁺ − Σ = ¼ (P − Σ) P⁻¹ (P − Σ)          at η = ½ (a Newton/Heron iteration),
 and P⁺ − Σ ≈ (1 − 2η)(P − Σ) otherwise, so the tail is linear with factor |1 − 2η| for η ≠ ½. Li, Zhang, Mokhtari,
@@ -17,8 +17,8 @@ He (ICLR 2025, arXiv:2410.18965) state quadratic convergence for ScaledGD with N
 symmetric exact/OP settings and fast, even one-step, convergence in the asymmetric one; only those abstract-level
 statements were checked against the paper: its theorem constants and step-size conditions are UNVERIFIED.
 
-Gram inverse (:func:`gram_inverse`, shared with the LoRA preconditioners, spec §8): ``"pinv"`` (default; needed in
-the OP regime, where XᵀX is singular), ``"damped"`` (XᵀX + λI)⁻¹ (keeps the fixed points but makes the quadratic
+Gram inverse (:func:`gram_inverse`, shared with the LoRA preconditioners): ``"pinv"`` (default; needed in the
+OP regime, where XᵀX is singular), ``"damped"`` (XᵀX + λI)⁻¹ (keeps the fixed points but makes the quadratic
 tail linear with factor ≈ λ/(λ_min(A) + λ) at η = ½), or ``"inv"`` (raises ``ValueError`` on a singular Gram).
 The same update for any differentiable loss of XXᵀ or XYᵀ is the optimizer :class:`optimlab.matfac.ScaledGD`.
 """
@@ -39,7 +39,9 @@ from optimlab.result import CONVERGED, DIVERGED, MAX_ITER, IterativeResult
 
 INVERSES = ("pinv", "damped", "inv")
 STATUSES = (CONVERGED, MAX_ITER, DIVERGED)
-DIVERGENCE_FACTOR = 1e12  # error above 1e12 × the initial error (or non-finite) = diverged (spec §5, "Divergence")
+# Error above 1e12 × the initial error (or non-finite) = diverged: a project choice, far above the transient
+# rise of a badly scaled start (phase 1), which the run must survive.
+DIVERGENCE_FACTOR = 1e12
 RTOL = AnyOf(Options(None), NONNEGATIVE)  # None: r·eps, torch's pinv default
 
 
@@ -56,7 +58,7 @@ class MFResult(IterativeResult):
         iterations: steps taken (``len(history["rel_error"]) - 1``); ``seconds``: wall time (errors included).
         history: ``{"rel_error": [relative error to the target at iteration 0 (the start), 1, ...]}``.
         certificate: ``{"rel_error": final error, "rank_gram": numerical rank of XᵀX at the end}`` (eigenvalues
-            above r·eps·λ_max: the rank found, spec §8 "unknown rank").
+            above r·eps·λ_max: the rank found when rank(A) is unknown).
     """
 
     X: Tensor
@@ -116,7 +118,7 @@ def _numerical_rank(G: Tensor) -> int:
 def precondition(grad: Tensor, F: Tensor, inverse: str = "pinv", damping: float = 0.0,
                  rtol: float | None = None) -> Tensor:
     """grad·(FᵀF)^†, the ScaledGD direction of one factor (Tong, Ma, Chi, arXiv:2005.08898), with the inverse of
-    :func:`gram_inverse`; exactly 0 when F = 0 (then grad = 0 too: no division by a zero Gram, spec §7 P7)."""
+    :func:`gram_inverse`; exactly 0 when F = 0 (then grad = 0 too: no division by a zero Gram)."""
     if not bool(F.any()):
         return torch.zeros_like(grad)
     return grad @ gram_inverse(F.T @ F, inverse, damping, rtol)
@@ -194,7 +196,7 @@ def _run(problem, X0, Y0, step: Callable, *, max_iter: int, tol: float, target: 
                     raise FloatingPointError(f"diverged at iteration {it}: relative error {e:.3e} (initial "
                                              f"{errors[0]:.3e})")
                 break
-            if e <= tol:  # only the tolerance stops a run: a transient rise (phase 1) never does (spec §7 P4)
+            if e <= tol:  # only the tolerance stops a run: a transient rise (phase 1) never does
                 status = CONVERGED
                 break
         rank = _numerical_rank(X.T @ X) if bool(torch.isfinite(X).all()) else 0
@@ -212,7 +214,7 @@ def scaled_gd(problem: SymmetricMF | AsymmetricMF, X0, Y0=None, *, lr: float = 0
     Args:
         lr: step size η > 0 on ¼‖XXᵀ − A‖² (symmetric) / ½‖XYᵀ − A‖² (asymmetric). η = ½ gives the quadratic
             tail from a Nyström start (symmetric exact/OP); η = 1 gives the one-step solution from (AΩ, 0).
-        target: ``"A"``, or ``"best"`` for A_r (the under-parameterised regime, spec §7 P8).
+        target: ``"A"``, or ``"best"`` for A_r (under-parameterised regime: the error to A would plateau).
         inverse, damping, rtol: see :func:`gram_inverse`.
         callback: ``callback(iteration, X, Y, error)`` after each step.
         raise_on_divergence: raise ``FloatingPointError`` instead of returning status ``"diverged"``.
@@ -239,7 +241,7 @@ def tail_iterations(errors: list[float], hi: float = 1e-2, lo: float = 1e-12, *,
                     dtype: torch.dtype | None = None) -> int | None:
     """Iterations from the first error < ``hi`` to the first error < ``lo`` (``None`` if either is not reached).
 
-    With ``dtype`` given, lo is raised to max(lo, 1e3·eps(dtype)): 1e-12 is out of reach in float32 (§7 P5).
+    With ``dtype`` given, lo is raised to max(lo, 1e3·eps(dtype)): 1e-12 is out of reach in float32.
     """
     if dtype is not None:
         lo = max(lo, 1e3 * torch.finfo(dtype).eps)

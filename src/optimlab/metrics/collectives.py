@@ -1,7 +1,7 @@
 """Count what a process hands to ``torch.distributed`` collectives: :func:`count_collectives`.
 
-Used to check the payload of communication hooks against analytic counts (ConEF, arXiv:2312.08538;
-specs/comm.md §4.3) and against PyTorch's own hooks, which call the same module-level functions::
+Used to check the payload of communication hooks against analytic counts (ConEF, arXiv:2312.08538: the
+``conef.bytes_per_step`` claim) and against PyTorch's own hooks, which call the same module-level functions::
 
     with count_collectives() as c:
         train_step()

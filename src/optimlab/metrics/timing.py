@@ -2,8 +2,8 @@
 
 The callables run interleaved in blocks (A×b, B×b, C×b, A×b, ...) so that drift in machine load hits every method
 alike. Round r gives t_r(f) = (time of f's block)/b per call; the reported time is median_r t_r(f) and the ratio is
-median_r t_r(f)/t_r(baseline), a ratio taken within each round before the median (specs/sam.md §6: blocks of 20
-calls, 200 measured calls after 20 warm-up calls are the defaults).
+median_r t_r(f)/t_r(baseline), a ratio taken within each round before the median (defaults: blocks of 20
+calls, 200 measured calls after 20 warm-up calls).
 """
 
 from __future__ import annotations

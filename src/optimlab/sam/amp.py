@@ -17,7 +17,7 @@ def amp_step(opt: SharpnessAware, scaler: torch.amp.GradScaler, loss_fn: Callabl
     """One sharpness-aware step under a GradScaler; returns the first-pass loss, or ``None`` if pass 1 overflowed.
 
     ``loss_fn()`` runs the forward pass (under autocast if wanted) and returns the unscaled loss; this function does
-    the backward passes. Sequence (specs/sam.md §3.1):
+    the backward passes. Sequence:
 
     1. scaled backward at w; if any gradient is non-finite: reduce the scale (``backoff_factor``), zero grads and
        return ``None`` — no perturbation, weights and base state untouched;

@@ -1,4 +1,4 @@
-"""Keep BatchNorm running statistics from being updated at the perturbed weights w + ε (specs/sam.md §3.1, §7).
+"""Keep BatchNorm running statistics from being updated at the perturbed weights w + ε (arXiv:2010.01412).
 
 The second pass of a sharpness-aware step runs the model in training mode at w + ε; without protection every
 BatchNorm layer updates ``running_mean``/``running_var`` a second time, with statistics of the perturbed network,

@@ -1,4 +1,4 @@
-"""m-sharpness step: one perturbation per chunk of the batch (Foret et al., arXiv:2010.01412 §4; specs/sam.md §3.6).
+"""m-sharpness step: one perturbation per chunk of the batch (Foret et al., arXiv:2010.01412 §4).
 
 Foret et al. compute ε per accelerator, i.e. per chunk of m samples, and average the descent gradients::
 

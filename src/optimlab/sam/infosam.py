@@ -16,7 +16,7 @@ _INFOSAM_WARNED = False
 
 
 class InfoSAM(PreSAM):
-    """infoSAM, PROVISIONAL design (specs/sam.md §3.5): objective preconditioning by a per-coordinate SNR weight.
+    """infoSAM, PROVISIONAL design (ours): objective preconditioning by a per-coordinate SNR weight.
 
     u = o ⊙ g with o = m̂²/(m̂² + ŝ + δ) from EMAs (factor β ∈ [0, 1)) of the gradient's mean and squared deviation,
     δ > 0; see :func:`~optimlab.sam.preconditioners.snr_weight`. Persistent state m, s (2× params) and a step

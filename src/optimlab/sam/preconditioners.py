@@ -2,12 +2,12 @@
 
 Constraint scales c = diag(C⁻¹): ASAM's |w| + η (arXiv:2102.11600) and Fisher-SAM's (1 + η g²)^(-1/2)
 (arXiv:2206.04920). Objective vectors u: VaSSO's EMA of gradients (arXiv:2309.15639) and the provisional infoSAM
-SNR weight (specs/sam.md §3.5). Each list version (``*_scales``, ``*_directions``, ``snr_weights``) runs torch's
-multi-tensor kernels and computes every element by the same operations, in the same order, as the per-tensor
-version, which is a one-element call of it (so the two agree bit for bit). Inputs are never modified. The SNR
-weight, thirteen elementwise operations, also has a flat form (:func:`snr_flat`: one kernel per operation on the
-concatenated tensors), used for long lists of small tensors; elementwise kernels give the same bits whatever the
-layout, which the tests check.
+SNR weight (this project's design, :class:`~optimlab.sam.InfoSAM`). Each list version (``*_scales``,
+``*_directions``, ``snr_weights``) runs torch's multi-tensor kernels and computes every element by the same
+operations, in the same order, as the per-tensor version, which is a one-element call of it (so the two agree
+bit for bit). Inputs are never modified. The SNR weight, thirteen elementwise operations, also has a flat
+form (:func:`snr_flat`: one kernel per operation on the concatenated tensors), used for long lists of small
+tensors; elementwise kernels give the same bits whatever the layout, which the tests check.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def ema_directions(d_prev: Sequence[Tensor | None], grads: Sequence[Tensor], the
 def snr_weight(
     m_prev: Tensor | None, s_prev: Tensor | None, g: Tensor, t: int, beta: float, delta: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Provisional infoSAM weight (specs/sam.md §3.5); returns (o, m_t, s_t).
+    """Provisional infoSAM weight (this project's design, not arXiv:2501.06603's); returns (o, m_t, s_t).
 
     m_t = β m + (1−β) g;  s_t = β s + (1−β)(g − m_t)²;  m̂ = m_t/(1−βᵗ);  ŝ = s_t/(1−βᵗ);
     o = m̂² / (m̂² + ŝ + δ) ∈ [0, 1].
