@@ -89,8 +89,9 @@ class Interval(Constraint):
         lb = "[" if self.closed in ("both", "left") and math.isfinite(self.low) else "("
         rb = "]" if self.closed in ("both", "right") and math.isfinite(self.high) else ")"
         kind = "an integer" if self.integer else "a finite number"
-        lo = "-inf" if self.low == -math.inf else f"{self.low:g}"
-        hi = "inf" if self.high == math.inf else f"{self.high:g}"
+        fmt = (lambda x: str(int(x))) if self.integer else (lambda x: f"{x:g}")
+        lo = "-inf" if self.low == -math.inf else fmt(self.low)
+        hi = "inf" if self.high == math.inf else fmt(self.high)
         return f"{kind} in {lb}{lo}, {hi}{rb}"
 
 

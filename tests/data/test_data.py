@@ -78,3 +78,13 @@ def test_no_fetch_loader_is_used():
 
     assert "fetch_" not in open(mod.__file__).read().replace("``sklearn.datasets.fetch_*``", "")
     assert np.isfinite(load_sklearn("wine").X_train.numpy()).all()
+
+
+def test_split_arguments_are_validated():
+    from optimlab.data import load_sklearn
+
+    for kwargs, pattern in (({"test_size": 1.0}, "test_size must be a finite number in"),
+                            ({"seed": True}, r"seed must be an integer in \[0, 4294967295\], got True"),
+                            ({"seed": -1}, "seed must be an integer")):
+        with pytest.raises(ValueError, match=pattern):
+            load_sklearn("digits", **kwargs)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from optimlab._validation import Interval, check
+
 CLASSIFICATION = ("digits", "breast_cancer", "wine", "iris")
 REGRESSION = ("diabetes",)
 
@@ -41,12 +43,15 @@ class Split:
                                 ("X_train", "y_train", "X_test", "y_test", "feature_mean", "feature_std")})
 
 
+_SEED = Interval(0, 2**32 - 1, integer=True)  # a split seed is stored in results, so an int (DESIGN: seed)
+
+
 def _split(X: np.ndarray, y: np.ndarray, *, name: str, classification: bool, test_size: float, seed: int,
            standardize: bool, dtype: torch.dtype, device: str | torch.device) -> Split:
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
+    test_size = check(Interval(0, 1, closed="neither"), test_size, "test_size")
+    seed = check(_SEED, seed, "seed")
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed,
                                           stratify=y if classification else None)
     mean = Xtr.mean(axis=0) if standardize else np.zeros(X.shape[1])
