@@ -37,7 +37,7 @@ def test_regression_and_unknown_name():
 def test_synthetic_generators_are_seeded():
     a, b = make_classification(300, 10, 5, 3, seed=1), make_classification(300, 10, 5, 3, seed=1)
     assert torch.equal(a.X_train, b.X_train) and a.n_classes == 3
-    X, y, w = linear_regression(50, 4, noise=0.0, seed=2)
+    X, y, w = linear_regression(50, 4, noise=0.0, generator=2)
     torch.testing.assert_close(X @ w, y)
     idx = batches(10, 4, generator=torch.Generator().manual_seed(0))
     assert [len(i) for i in idx] == [4, 4, 2] and sorted(torch.cat(idx).tolist()) == list(range(10))

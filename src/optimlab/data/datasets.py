@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from optimlab._random import GeneratorLike, check_generator
 from optimlab._validation import Interval, check
 
 CLASSIFICATION = ("digits", "breast_cancer", "wine", "iris")
@@ -43,6 +44,7 @@ class Split:
                                 ("X_train", "y_train", "X_test", "y_test", "feature_mean", "feature_std")})
 
 
+_COUNT = Interval(1, None, integer=True)
 _SEED = Interval(0, 2**32 - 1, integer=True)  # a split seed is stored in results, so an int (DESIGN: seed)
 
 
@@ -93,21 +95,26 @@ def make_classification(n_samples: int, n_features: int, n_informative: int, n_c
                   standardize=True, dtype=dtype, device=device)
 
 
-def linear_regression(n: int, d: int, *, noise: float = 0.0, seed: int = 0,
+def linear_regression(n: int, d: int, *, noise: float = 0.0, generator: GeneratorLike = 0,
                       dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor]:
-    """(X, y, w) with X ~ N(0, I), w ~ N(0, I/d), y = X w + noise·N(0, 1)."""
-    if n < 1 or d < 1 or noise < 0:
-        raise ValueError(f"need n >= 1, d >= 1, noise >= 0; got n={n}, d={d}, noise={noise}")
-    g = torch.Generator().manual_seed(seed)
+    """(X, y, w) with X ~ N(0, I), w ~ N(0, I/d), y = X w + noise·N(0, 1); ``generator``: an int seed or a
+    ``torch.Generator`` (:func:`optimlab._random.check_generator`)."""
+    check(_COUNT, n, "n")
+    check(_COUNT, d, "d")
+    check(Interval(0, None), noise, "noise")
+    g = check_generator(generator)
     X = torch.randn(n, d, generator=g, dtype=dtype)
     w = torch.randn(d, generator=g, dtype=dtype) / d**0.5
     return X, X @ w + noise * torch.randn(n, generator=g, dtype=dtype), w
 
 
-def teacher_student_mlp(n: int, d_in: int, d_hidden: int, d_out: int, *, seed: int = 0,
+def teacher_student_mlp(n: int, d_in: int, d_hidden: int, d_out: int, *, generator: GeneratorLike = 0,
                         dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-    """(X, y) with y = W2 tanh(W1 X) from a random teacher (He-scaled), X ~ N(0, I)."""
-    g = torch.Generator().manual_seed(seed)
+    """(X, y) with y = W2 tanh(W1 X) from a random teacher (He-scaled), X ~ N(0, I); ``generator`` as in
+    :func:`linear_regression`."""
+    for value, name in ((n, "n"), (d_in, "d_in"), (d_hidden, "d_hidden"), (d_out, "d_out")):
+        check(_COUNT, value, name)
+    g = check_generator(generator)
     X = torch.randn(n, d_in, generator=g, dtype=dtype)
     W1 = torch.randn(d_in, d_hidden, generator=g, dtype=dtype) / d_in**0.5
     W2 = torch.randn(d_hidden, d_out, generator=g, dtype=dtype) / d_hidden**0.5

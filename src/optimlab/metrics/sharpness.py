@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from optimlab._random import check_generator
 from optimlab._validation import Interval, check
 from optimlab.metrics._model import as_batches, full_loss, measuring, trainable
 
@@ -109,7 +110,7 @@ def m_sharpness(model: nn.Module, loss_fn: Callable, data, rho: float, m: int, *
     y = torch.cat([t for _, t in batches]) if len(batches) > 1 else batches[0][1]
     n = int(X.shape[0])
     _check_m(m, n)
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    gen = check_generator(0 if generator is None else generator)  # None: reproducible default (seed 0)
     perm = torch.randperm(n, generator=gen).to(X.device)
     chunks = [perm[i * m : (i + 1) * m] for i in range(n // m)]
     values = [rho_sharpness(model, loss_fn, (X[c], y[c]), rho, steps=steps, adaptive=adaptive, eta=eta).value
@@ -140,7 +141,7 @@ def batched_m_sharpness(model: nn.Module, X: Tensor, y: Tensor, rho: float, m: i
     n = int(X.shape[0])
     _check_m(m, n)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    gen = check_generator(0 if generator is None else generator)  # None: reproducible default (seed 0)
     perm = torch.randperm(n, generator=gen).to(X.device)
     n_chunks = n // m
     chunks = perm[: n_chunks * m].view(n_chunks, m)
