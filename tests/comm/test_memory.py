@@ -105,7 +105,7 @@ def test_dense_fallback_auto_scale_and_bytes():
     h, _ = mem.hashes(m)
     c = torch.bincount(h, minlength=mem.width(m)).double()
     kappa = float((c * (c - 1)).sum() / m)
-    assert mem.lam_for(m) == pytest.approx(1 / (1 + kappa))
+    assert mem.lam_for(m) == pytest.approx(min(1 / (1 + kappa), 2 / float(c.max())))
     x = _g((10, 1), 0)
     mem.compensate("bias_like", x)
     mem.update("bias_like", torch.zeros_like(x))
@@ -252,7 +252,10 @@ def test_scratch_bytes_per_memory_class():
     assert NoMemory().scratch_bytes((4, 5)) == 0 and not NoMemory.keeps_error and EFMemory.keeps_error
     assert EFMemory().scratch_bytes((1024, 1024)) == 8 * (1 << 16) and EFMemory().scratch_bytes((2, 3)) == 48
     w = ConEFMemory(0.2).width(1024)
-    assert ConEFMemory(0.2).scratch_bytes((1024, 1024)) == 16 * 1024 * w + 8 * (1 << 20) + 12 * 1024
+    big_chunks = ConEFMemory(0.2, chunk_numel=1 << 20)
+    assert big_chunks.scratch_bytes((1024, 1024)) == 16 * 1024 * w + 8 * (1 << 20) + 12 * 1024
+    # default chunking: max(m, n·W) elements, rounded down to whole rows (w rows of 1024)
+    assert ConEFMemory(0.2).scratch_bytes((1024, 1024)) == 16 * 1024 * w + 8 * w * 1024 + 12 * 1024
     small_chunks = ConEFMemory(0.2, chunk_numel=1 << 16)
     assert small_chunks.scratch_bytes((1024, 1024)) == 16 * 1024 * w + 8 * (1 << 16) + 12 * 1024
     assert ConEFMemory(0.5).scratch_bytes((10, 1)) == 80  # dense fallback

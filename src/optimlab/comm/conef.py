@@ -54,13 +54,17 @@ class ConEFMemory(ErrorMemory):
     * ``"overwrite"``: T ← S·v (in a project prototype, digits MLP, 20 epochs, it diverged at λ = 0.167 and
       reached 74% at λ = 0.1, where incremental reached 95%).
 
-    ``lam`` is λ (1 − β in the reference, β = 0.9); ``"auto"`` uses λ* = 1/(1+κ) per tensor, κ = Σ_b c_b(c_b−1)/m
-    from the bucket counts, which minimises E‖λSᵀSx − x‖²/‖x‖² = (1−λ)² + λ²κ. If λ·max_b c_b > 2 the incremental
-    update expands the error and a warning is issued. If W ≥ m the tensor is stored densely (exact EF, λ = 1).
+    ``lam`` is λ (1 − β in the reference, β = 0.9); ``"auto"`` uses λ = min(1/(1+κ), 2/max_b c_b) per tensor, with
+    κ = Σ_b c_b(c_b−1)/m from the bucket counts c_b: the average-optimal λ* = 1/(1+κ), which minimises
+    E‖λSᵀSx − x‖²/‖x‖² = (1−λ)² + λ²κ, capped by the stability guard λ·max_b c_b ≤ 2 (ê_{t+1} − v_t =
+    (I − λSᵀS)(ê_t − v_t) is non-expanding iff 0 < λ·max_b c_b ≤ 2). A fixed ``lam`` with λ·max_b c_b > 2 only
+    warns. If W ≥ m the tensor is stored densely (exact EF, λ = 1).
     ``storage_dtype`` may be fp16 or bf16 (arithmetic in fp32; an fp16 value above 65504 raises
     ``FloatingPointError``, which needs one host sync per tensor and step — bf16 has none). ``cache_hashes=True``
     keeps h and σ per (m, W) (counted in :meth:`nbytes`); otherwise they are recomputed in O(m) each call.
-    Tables are decoded and sketched in row chunks of at most ``chunk_numel`` elements.
+    Tables are decoded and sketched in row chunks of at most ``chunk_numel`` elements (at least one row); the
+    default ``None`` uses max(m, n·W) per tensor, capped at n·m (:meth:`chunk_for`), so one compensate+update
+    holds at most two n×W fp32 tables plus one chunk of transient and ConEF's peak stays below EF's for s ≤ 0.2.
     ``hash="identity"`` (tests only) uses S = I with W = m while keeping the sketch code path.
     """
 
@@ -71,13 +75,13 @@ class ConEFMemory(ErrorMemory):
         "storage_dtype": Options(*_STORAGE),
         "hash_seed": AnyOf(Options(None), Instance(int)),
         "cache_hashes": Options(True, False),
-        "chunk_numel": Interval(1, None, integer=True),
+        "chunk_numel": AnyOf(Options(None), Interval(1, None, integer=True)),
         "hash": Options("fmix32", "identity", remedy="'identity' is for tests only"),
     }
 
     def __init__(self, ratio: float = 0.2, lam: float | str = 0.1, update: str = "incremental",
                  storage_dtype: torch.dtype = torch.float32, hash_seed: int | None = None,
-                 cache_hashes: bool = False, chunk_numel: int = 2**20, hash: str = "fmix32") -> None:
+                 cache_hashes: bool = False, chunk_numel: int | None = None, hash: str = "fmix32") -> None:
         v = validate(self._constraints, {"ratio": ratio, "lam": lam, "update": update, "storage_dtype": storage_dtype,
                                          "hash_seed": hash_seed, "cache_hashes": cache_hashes,
                                          "chunk_numel": chunk_numel, "hash": hash}, owner="ConEFMemory")
@@ -121,19 +125,40 @@ class ConEFMemory(ErrorMemory):
             self._cache[key] = hs
         return hs
 
+    def _counts(self, m: int) -> Tensor:
+        """Bucket counts c_b (float64, CPU) of the fixed hash for m columns."""
+        h, _ = self.hashes(m)
+        return torch.bincount(h.cpu(), minlength=self.width(m)).double()
+
     def kappa(self, m: int) -> float:
         """κ = Σ_b c_b(c_b − 1)/m for the bucket counts c_b of the fixed hash (0 for dense or identity)."""
         if self._is_dense(m) or self.hash == "identity":
             return 0.0
-        h, _ = self.hashes(m)
-        c = torch.bincount(h.cpu(), minlength=self.width(m)).double()
+        c = self._counts(m)
         return float((c * (c - 1)).sum() / m)
 
+    def max_count(self, m: int) -> int:
+        """max_b c_b, the largest bucket count of the fixed hash (1 for dense or identity: S has orthonormal rows)."""
+        if self._is_dense(m) or self.hash == "identity":
+            return 1
+        return int(self._counts(m).max().item())
+
     def lam_for(self, m: int) -> float:
-        """λ used for m-column tensors (``lam``, or 1/(1+κ) for ``"auto"``; 1 for the dense fallback)."""
+        """λ used for m-column tensors: ``lam``, or for ``"auto"`` min(1/(1+κ), 2/max_b c_b) (the average-optimal λ
+        capped by the stability guard); 1 for the dense fallback."""
         if self._is_dense(m):
             return 1.0
-        return 1.0 / (1.0 + self.kappa(m)) if self.lam == "auto" else float(self.lam)
+        if self.lam != "auto":
+            return float(self.lam)
+        return min(1.0 / (1.0 + self.kappa(m)), 2.0 / self.max_count(m))
+
+    def chunk_for(self, shape: tuple[int, int]) -> int:
+        """Row-chunk size in elements for an n×m tensor: ``chunk_numel``, or by default min(n·m, max(m, n·W)) (one
+        row at least, never more than the tensor), so a chunk is no larger than the table (when n·W ≥ m)."""
+        n, m = shape
+        if self.chunk_numel is not None:
+            return self.chunk_numel
+        return min(n * m, max(m, n * self.width(m)))
 
     def _entry(self, name: str, x: Tensor) -> _Entry:
         n, m = x.shape
@@ -152,7 +177,7 @@ class ConEFMemory(ErrorMemory):
         dense = self._is_dense(m)
         w = m if dense else self.width(m)
         lam = self.lam_for(m)
-        if not dense and self.hash != "identity":
+        if not dense and self.hash != "identity" and self.lam != "auto":  # "auto" is capped at 2/max_b c_b
             h, _ = self.hashes(m, x.device)
             cmax = torch.bincount(h, minlength=w).max().item()
             if lam * cmax > 2 and name not in self._warned:
@@ -172,8 +197,9 @@ class ConEFMemory(ErrorMemory):
             self._pending[name] = (x, None, None)
             return
         h, s = self.hashes(ent.m, x.device)
-        gsk = sketch(x, h, s, ent.width, chunk_numel=self.chunk_numel) if self.update_rule == "incremental" else None
-        unsketch(ent.table, h, s, x, lam=ent.lam, accumulate=True, chunk_numel=self.chunk_numel)
+        ck = self.chunk_for((ent.n, ent.m))
+        gsk = sketch(x, h, s, ent.width, chunk_numel=ck) if self.update_rule == "incremental" else None
+        unsketch(ent.table, h, s, x, lam=ent.lam, accumulate=True, chunk_numel=ck)
         self._pending[name] = (x, gsk, (h, s))  # the hashes are kept until update (transient, O(m))
 
     def update(self, name, decoded, finite=None):
@@ -184,11 +210,12 @@ class ConEFMemory(ErrorMemory):
             new = torch.sub(x, decoded).float()
         else:
             h, s = hs
+            ck = self.chunk_for((ent.n, ent.m))
             if self.update_rule == "incremental":  # T + S(v − ê) = T + S·g − S·decoded
-                new = gsk.sub_(sketch(decoded, h, s, ent.width, chunk_numel=self.chunk_numel)).add_(old)
+                new = gsk.sub_(sketch(decoded, h, s, ent.width, chunk_numel=ck)).add_(old)
             else:  # T ← S·v = S·p − S·decoded
-                new = sketch(x, h, s, ent.width, chunk_numel=self.chunk_numel)
-                new.sub_(sketch(decoded, h, s, ent.width, chunk_numel=self.chunk_numel))
+                new = sketch(x, h, s, ent.width, chunk_numel=ck)
+                new.sub_(sketch(decoded, h, s, ent.width, chunk_numel=ck))
         ok = _all_finite(new, finite_flag=finite)
         new = torch.where(ok, new, old)
         if self.storage_dtype == torch.float16:
@@ -205,7 +232,7 @@ class ConEFMemory(ErrorMemory):
             return ent.table.float().clone()
         h, s = self.hashes(ent.m, ent.table.device)
         out = torch.zeros(ent.n, ent.m, device=ent.table.device)
-        return unsketch(ent.table, h, s, out, lam=ent.lam, chunk_numel=self.chunk_numel)
+        return unsketch(ent.table, h, s, out, lam=ent.lam, chunk_numel=self.chunk_for((ent.n, ent.m)))
 
     def table(self, name: str) -> Tensor:
         """The stored table T of ``name`` (n×W; n×m for the dense fallback)."""
@@ -234,13 +261,15 @@ class ConEFMemory(ErrorMemory):
 
     def scratch_bytes(self, shape):
         """Transient bytes of one compensate+update: the g-sketch, sketch(decoded), the fp32 old table and the
-        ``torch.where`` result (four n×W fp32 tables), one row chunk, and the hashes (12·m); 8·d when dense."""
+        ``torch.where`` result (four n×W fp32 tables, an upper bound), one row chunk (:meth:`chunk_for` rounded
+        down to whole rows, one row at least; 8 bytes per element for an input cast), and the hashes (12·m); 8·d
+        when dense."""
         n, m = shape
         d = n * m
         if self._is_dense(m):
             return 8 * d
         w = self.width(m)
-        chunk = min(d, max(m, (self.chunk_numel // max(m, 1)) * m))
+        chunk = min(d, max(m, (self.chunk_for((n, m)) // max(m, 1)) * m))
         return 4 * n * w * 4 + 8 * chunk + 12 * m
 
     def reset(self, name=None):
