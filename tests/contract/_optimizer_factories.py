@@ -9,7 +9,6 @@ bit-identical, so a copy of a run can be rebuilt and compared. A new family appe
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import warnings
@@ -89,8 +88,6 @@ def _sam(id_: str, cls: type, preset: dict[str, Any], *, fixed=(), base="sgd", t
                    table_cases=table_cases, wrapper=True, marks=marks)
 
 
-_HAS_VARIANT = "variant" in inspect.signature(InfoSAM.__init__).parameters
-_NO_VARIANT = pytest.mark.skipif(not _HAS_VARIANT, reason="InfoSAM has no variant= argument yet")
 
 
 # ------------------------------------------------------------------------------------------ ScaledGD
@@ -157,8 +154,7 @@ FACTORIES = [
     _sam("fishersam", FisherSAM, {}),
     _sam("vasso-adamw", VaSSO, {}, base="adamw"),
     _sam("infosam", InfoSAM, {}),
-    _sam("infosam-invvar", InfoSAM, {"variant": "invvar"}, table_cases=False,
-         marks=(_NO_VARIANT,)),
+    _sam("infosam-invvar", InfoSAM, {"variant": "invvar"}, table_cases=False),
     _sam("presam-asam-ema", PreSAM, {"constraint": "asam", "objective": "ema"}),
     _sam("presam-fisher-snr", PreSAM, {"constraint": "fisher", "objective": "snr"}, table_cases=False),
     _sam("presam-callables", PreSAM, {"constraint": _abs_plus, "objective": _signed_sqrt}, table_cases=False),

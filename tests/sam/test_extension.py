@@ -108,7 +108,7 @@ def test_each_class_declares_exactly_its_hyperparameters():
             "nonfinite"} == common
     assert set(PreSAM._constraints) == common | set(_TABLE)
     assert set(VaSSO._constraints) == common | {"theta"}
-    assert set(InfoSAM._constraints) == common | {"beta", "delta"}
+    assert set(InfoSAM._constraints) == common | {"variant", "beta", "alpha", "delta"}
     assert set(ASAM._constraints) == common | {"eta", "scope"}
     assert set(FisherSAM._constraints) == common | {"eta"}
     with pytest.raises(TypeError):

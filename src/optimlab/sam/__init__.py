@@ -9,7 +9,7 @@ from optimlab.sam.base import Ascent, SharpnessAware
 from optimlab.sam.batchnorm import batchnorm_guard
 from optimlab.sam.functional import perturbation
 from optimlab.sam.infosam import InfoSAM
-from optimlab.sam.preconditioners import asam_scale, ema_direction, fisher_scale, snr_weight
+from optimlab.sam.preconditioners import asam_scale, ema_direction, fisher_scale, invvar_weight, snr_weight
 from optimlab.sam.presam import ASAM, FisherSAM, PreSAM
 from optimlab.sam.sam import SAM
 from optimlab.sam.schedule import RhoScheduler
@@ -30,6 +30,7 @@ __all__ = [
     "batchnorm_guard",
     "ema_direction",
     "fisher_scale",
+    "invvar_weight",
     "perturbation",
     "snr_weight",
 ]

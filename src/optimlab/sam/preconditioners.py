@@ -1,13 +1,15 @@
 """The preconditioners of the preSAM template (arXiv:2501.06603) as pure functions, per tensor and per list.
 
 Constraint scales c = diag(C⁻¹): ASAM's |w| + η (arXiv:2102.11600) and Fisher-SAM's (1 + η g²)^(-1/2)
-(arXiv:2206.04920). Objective vectors u: VaSSO's EMA of gradients (arXiv:2309.15639) and the provisional infoSAM
-SNR weight (this project's design, :class:`~optimlab.sam.InfoSAM`). Each list version (``*_scales``,
-``*_directions``, ``snr_weights``) runs torch's multi-tensor kernels and computes every element by the same
-operations, in the same order, as the per-tensor version, which is a one-element call of it (so the two agree
-bit for bit). Inputs are never modified. The SNR weight, thirteen elementwise operations, also has a flat
-form (:func:`snr_flat`: one kernel per operation on the concatenated tensors), used for long lists of small
-tensors; elementwise kernels give the same bits whatever the layout, which the tests check.
+(arXiv:2206.04920). Objective vectors u: VaSSO's EMA of gradients (arXiv:2309.15639) and the two provisional
+infoSAM arms (:class:`~optimlab.sam.InfoSAM`): the SNR weight (this project's design) and the inverse-variance
+weight (:func:`invvar_weight`, an unreleased draft by the paper's authors, restated). Each list version
+(``*_scales``, ``*_directions``, ``snr_weights``, ``invvar_weights``) runs torch's multi-tensor kernels and
+computes every element by the same operations, in the same order, as the per-tensor version, which is a
+one-element call of it (so the two agree bit for bit). Inputs are never modified. The SNR weight, thirteen
+elementwise operations, also has a flat form (:func:`snr_flat`: one kernel per operation on the concatenated
+tensors), used for long lists of small tensors; elementwise kernels give the same bits whatever the layout, which
+the tests check.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["asam_scale", "asam_scales", "ema_direction", "ema_directions", "fisher_scale", "fisher_scales",
-           "flat_ok", "snr_flat", "snr_weight", "snr_weights"]
+           "flat_ok", "invvar_weight", "invvar_weights", "snr_flat", "snr_weight", "snr_weights"]
 
 
 def asam_scale(p: Tensor, eta: float) -> Tensor:
@@ -117,6 +119,58 @@ def snr_weights(
         for j, i in enumerate(idx):
             us[i], ms[i], ss[i] = o[j], m[j], s[j]
     return us, ms, ss
+
+
+def invvar_weight(m_prev: Tensor | None, g: Tensor, alpha: float, delta: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Provisional infoSAM inverse-variance direction; returns (u, m_t, b_t).
+
+    A restatement of an unreleased draft by the authors of arXiv:2501.06603, not the paper's algorithm (UNVERIFIED).
+
+    First step (``m_prev`` None): m_1 = g_1, b_1 = 1. Later steps: m_t = α m_{t−1} + (1−α) g_t and
+    b_t = (m_t − g_t)² (one step: no EMA of squares, no bias correction). Then u_t = g_t ⊘ (b_t + δ), so
+    u_1 = g_1/(1+δ) (SAM's direction). δ ≥ 1e-12 is needed: where g = m = 0 (a dead ReLU unit) b = 0.
+    """
+    u, m, b = invvar_weights([m_prev], [g], alpha, delta)
+    return u[0], m[0], b[0]
+
+
+def invvar_weights(m_prev: Sequence[Tensor | None], grads: Sequence[Tensor], alpha: float,
+                   delta: float) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """:func:`invvar_weight` of each tensor (``None`` in ``m_prev`` marks its first step); returns (u, m, b) lists.
+
+    fp16/bf16 tensors are computed in float32; their m, b are stored back in their dtype, but u stays float32:
+    g/(b + δ) reaches 1e8·g at δ = 1e-8, beyond fp16's range (ε is scaled from it in float32 anyway).
+    """
+    grads, m_prev = list(grads), list(m_prev)
+    n = len(grads)
+    us: list[Tensor] = [None] * n  # type: ignore[list-item]
+    ms: list[Tensor] = [None] * n  # type: ignore[list-item]
+    bs: list[Tensor] = [None] * n  # type: ignore[list-item]
+    low = [g.dtype in _LOW for g in grads]
+    up = [g.float() if lo else g for g, lo in zip(grads, low)]
+    first = [i for i in range(n) if m_prev[i] is None]
+    old = [i for i in range(n) if m_prev[i] is not None]
+    if first:
+        g1 = [up[i] for i in first]
+        m1, u1 = torch._foreach_clone([g.detach() for g in g1]), torch._foreach_div(g1, 1.0 + delta)
+        for i, m, u in zip(first, m1, u1):
+            ms[i], bs[i], us[i] = m, torch.ones_like(m), u
+    if old:
+        g = [up[i] for i in old]
+        m = _mul([m_prev[i].float() if low[i] else m_prev[i] for i in old], alpha)  # type: ignore[union-attr]
+        torch._foreach_add_(m, g, alpha=1.0 - alpha)
+        b = torch._foreach_sub(m, g)
+        torch._foreach_mul_(b, b)  # (m − g)², as Tensor.square_()
+        den = torch._foreach_clone(b)
+        _add_(den, delta)
+        u = torch._foreach_div(g, den)
+        del den
+        for j, i in enumerate(old):
+            ms[i], bs[i], us[i] = m[j], b[j], u[j]
+    for i in range(n):
+        if low[i]:
+            ms[i], bs[i] = ms[i].to(grads[i].dtype), bs[i].to(grads[i].dtype)
+    return us, ms, bs
 
 
 _FLAT_MIN = 16  # lists at least this long are computed flat (dispatch overhead dominates small tensors)

@@ -10,8 +10,8 @@ maximisation either in the constraint (CP) or in the objective (OP)::
 
 Presets: SAM (c = 1, u = g), ASAM (Kwon et al., arXiv:2102.11600: c = |w| + η on weight tensors), Fisher-SAM
 (Kim et al., arXiv:2206.04920: c = (1 + η g²)^(-1/2)), VaSSO (u = EMA of gradients, :mod:`optimlab.sam.vasso`) and
-the provisional infoSAM (u = o ⊙ g, :mod:`optimlab.sam.infosam`). The per-tensor maths lives in
-:mod:`optimlab.sam.preconditioners` (list-level foreach kernels).
+the two arms of the provisional infoSAM (u = o ⊙ g or u = g ⊘ (b + δ), :mod:`optimlab.sam.infosam`). The
+per-tensor maths lives in :mod:`optimlab.sam.preconditioners` (list-level foreach kernels).
 
 What was checked: the closed forms above are derived from the stated constrained problems and tested against
 them (`presam.special_cases`). UNVERIFIED against the paper's text: that it writes the formulas in exactly this
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optimlab._validation import AnyOf, Constraint, Instance, Interval, Options
+from optimlab._validation import AnyOf, Constraint, Instance, Interval, Options, validate
 from optimlab.sam.base import Ascent, SharpnessAware
 from optimlab.sam.preconditioners import (
     asam_scale,
@@ -39,6 +39,8 @@ from optimlab.sam.preconditioners import (
     fisher_scale,
     fisher_scales,
     flat_ok,
+    invvar_weight,
+    invvar_weights,
     snr_flat,
     snr_weight,
     snr_weights,
@@ -47,7 +49,7 @@ from optimlab.sam.preconditioners import (
 #: A user's preconditioner: ``hook(p, g, group, state) -> tensor of p's shape`` (see :class:`PreSAM`).
 Hook = Callable[[Tensor, Tensor, dict, dict], Tensor]
 CONSTRAINTS = (None, "asam", "fisher")
-OBJECTIVES = (None, "ema", "snr")
+OBJECTIVES = (None, "ema", "snr", "invvar")
 SCOPES = ("weights", "all")
 
 _TABLE: dict[str, Constraint] = {
@@ -56,9 +58,19 @@ _TABLE: dict[str, Constraint] = {
     "eta": Interval(0, math.inf, closed="left"),
     "theta": Interval(0, 1, closed="right"),
     "beta": Interval(0, 1, closed="left"),
+    "alpha": Interval(0, 1, closed="left"),
     "delta": Interval(0, math.inf, closed="neither"),
     "scope": Options(*SCOPES),
 }
+#: Constraints that replace the table's for one objective: the inverse-variance weight g/(b + δ) needs a floor
+#: (b = 0 where g = m = 0, e.g. on a dead ReLU unit, and 0/0 is NaN).
+BY_OBJECTIVE: dict[str, dict[str, Constraint]] = {
+    "invvar": {"delta": Interval(1e-12, math.inf, closed="left",
+                                 remedy="the inverse-variance objective g/(b + delta) needs the floor "
+                                        "delta >= 1e-12")},
+}
+#: δ's default per objective.
+DELTA_DEFAULT = {"snr": 1e-12, "invvar": 1e-8}
 
 
 class PreSAM(SharpnessAware):
@@ -68,10 +80,12 @@ class PreSAM(SharpnessAware):
         constraint: ``None`` (c = 1), ``"asam"`` (c = |w| + η on the tensors chosen by ``scope``), ``"fisher"``
             (c = (1 + η g²)^(-1/2)), or a callable ``constraint(p, g, group, state) -> c`` (positive, shape of p).
         objective: ``None`` (u = g), ``"ema"`` (VaSSO, weight ``theta``), ``"snr"`` (provisional infoSAM,
-            ``beta``, ``delta``), or a callable ``objective(p, g, group, state) -> u`` (shape of p).
+            ``beta``, ``delta``), ``"invvar"`` (provisional infoSAM, the draft's inverse variance: ``alpha``,
+            ``delta``), or a callable ``objective(p, g, group, state) -> u`` (shape of p).
         eta: η ≥ 0 of ASAM (default 0.01) or Fisher-SAM (default 1.0).
         theta: θ ∈ (0, 1], weight on the newest gradient in the EMA objective.
-        beta: β ∈ [0, 1) and delta: δ > 0, the SNR objective's EMA factor and floor.
+        beta: β ∈ [0, 1) and delta: δ > 0 (default 1e-12), the SNR objective's EMA factor and floor.
+        alpha: α ∈ [0, 1), the inverse-variance objective's EMA factor; there δ ≥ 1e-12 (default 1e-8).
         scope: ASAM's set of scaled tensors: ``"weights"`` (names containing "weight" when ``model`` is given,
             else tensors with ``ndim >= 2``) or ``"all"``.
 
@@ -85,6 +99,14 @@ class PreSAM(SharpnessAware):
     """
 
     _constraints: ClassVar[dict[str, Constraint]] = {**SharpnessAware._constraints, **_TABLE}
+    #: per objective, constraints that replace ``_constraints``' (used by :meth:`_check` once ``objective`` is set)
+    _by_objective: ClassVar[dict[str, dict[str, Constraint]]] = BY_OBJECTIVE
+
+    def _check(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Validate against ``_constraints``, with the chosen objective's entries of ``_by_objective``."""
+        objective = self.__dict__.get("objective")
+        extra = self._by_objective.get(objective, {}) if isinstance(objective, str) else {}
+        return validate({**self._constraints, **extra}, values, owner=type(self).__name__)
 
     def __init__(
         self,
@@ -97,13 +119,18 @@ class PreSAM(SharpnessAware):
         eta: float | None = None,
         theta: float = 0.9,
         beta: float = 0.9,
-        delta: float = 1e-12,
+        alpha: float = 0.9,
+        delta: float | None = None,
         scope: str = "weights",
         **common: Any,
     ) -> None:
-        given = {"constraint": constraint, "objective": objective, "theta": theta, "beta": beta, "delta": delta,
-                 "scope": scope, **({} if eta is None else {"eta": eta})}
+        self._check({"objective": objective})
+        self.objective = objective  # δ's allowed set depends on it
+        given = {"constraint": constraint, "theta": theta, "beta": beta, "alpha": alpha, "scope": scope,
+                 **({} if eta is None else {"eta": eta}), **({} if delta is None else {"delta": delta})}
         self._check(given)
+        if delta is None:
+            delta = DELTA_DEFAULT.get(objective, 1e-12) if isinstance(objective, str) else 1e-12
         if eta is None:
             eta = 1.0 if constraint == "fisher" else 0.01
         hyper: dict[str, Any] = {}
@@ -113,6 +140,8 @@ class PreSAM(SharpnessAware):
             hyper["theta"] = theta
         if objective == "snr":
             hyper.update(beta=beta, delta=delta)
+        if objective == "invvar":
+            hyper.update(alpha=alpha, delta=delta)
         self._setup(params, base, rho, constraint, objective, scope, hyper, common)
 
     def _setup(self, params: Any, base: Optimizer, rho: float, constraint: str | Hook | None,
@@ -136,7 +165,7 @@ class PreSAM(SharpnessAware):
 
     @property
     def _scratch_directions(self) -> bool:  # type: ignore[override]
-        return self.objective == "snr"  # u = o ⊙ g is a new tensor of this step
+        return self.objective in ("snr", "invvar")  # u = o ⊙ g or g ⊘ (b + δ): a new tensor of this step
 
     def _in_scope(self, p: Tensor) -> bool:
         if self.scope == "all":
@@ -159,6 +188,9 @@ class PreSAM(SharpnessAware):
             new = [{"d": d} for d in us]
         elif self.objective == "snr":
             us, new = self._snr(params, grads, states, group)
+        elif self.objective == "invvar":  # the first step of a tensor (no m yet): m = g, b = 1
+            us, ms, bs = invvar_weights([s.get("m") for s in states], grads, group["alpha"], group["delta"])
+            new = [{"m": m, "b": b} for m, b in zip(ms, bs)]
         else:
             us = [self.objective(p, g, group, st) for p, g, st in zip(params, grads, copies)]  # type: ignore[arg-type]
         # constraint: c
@@ -272,4 +304,4 @@ class FisherSAM(PreSAM):
 
 
 __all__ = ["ASAM", "CONSTRAINTS", "OBJECTIVES", "SCOPES", "FisherSAM", "Hook", "PreSAM", "asam_scale",
-           "ema_direction", "fisher_scale", "snr_weight"]
+           "ema_direction", "fisher_scale", "invvar_weight", "snr_weight"]
