@@ -36,7 +36,9 @@ def test_conef_claims_and_comm_benches_at_smoke_scale(smoke_runs):
     assert b["steps_checked"] == 2 and "computed verdict was holds" in results["conef.bytes_per_step"].notes
     m = results["conef.memory_saving"].summary
     assert m["fp16_exactly_half"] == 1.0 and m["measured_equals_predicted"] == 1.0
-    assert m["max_ratio_to_ef_s0.2"] <= 0.205
+    assert m["max_ratio_to_ef_s0.2"] <= 0.205 and m["processes_hold_same_bytes"] == 1.0
+    assert 0 < m["max_peak_ratio_to_ef"] < 1  # the peak (persistent + transient) is gated, and below EF's
+    assert len(results["conef.memory_saving"].numbers["peak_ratio_to_ef"]) == 2  # digits MLP and CNN, s=0.2, fp32
     assert "computed verdict was holds" in results["conef.memory_saving"].notes
     for r in results.values():  # the headline keys name numbers the run produced
         assert all(key in r.summary for key, _, _ in r.headline), r.claim_id

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from optimlab.bench.comm import HOOKS_CRITERION, MEMOPS_CRITERION, hooks_verdict
+from optimlab.distributed import run_local
 from optimlab.evidence import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE
 from optimlab.experiments.conef import (
     ACCURACY_CRITERION,
@@ -15,6 +16,7 @@ from optimlab.experiments.conef import (
     SKETCH_CRITERION,
     SPEEDUP_CRITERION,
     accuracy_verdict,
+    accuracy_worker,
     bytes_verdict,
     median_nan_low,
     memory_verdict,
@@ -36,38 +38,51 @@ def test_criteria_render_the_constants_they_apply():
 
 
 # ---------------------------------------------------------------- conef.memory_saving
-def _row(model, s, dtype, ratio, error):
-    return {"model": model, "s": s, "dtype": dtype, "ratio_to_ef": ratio, "error_bytes": error, "cache_bytes": 0,
-            "ef_reference_bytes": 5000, "pred_error_bytes": error, "pred_cache_bytes": 0,
-            "pred_ef_reference_bytes": 5000}
+def _row(model, s, dtype, ratio, error, peak=0.8):
+    row = {"model": model, "s": s, "dtype": dtype, "ratio_to_ef": ratio, "error_bytes": error, "cache_bytes": 0,
+           "ef_reference_bytes": 5000, "pred_error_bytes": error, "pred_cache_bytes": 0,
+           "pred_ef_reference_bytes": 5000}
+    if dtype == "float32":  # the peak is measured for fp32 tables only
+        row["peak_ratio_to_ef"] = peak
+    return row
 
 
 def _rows(changes=None):
     """Two models, s in {0.2, 0.1}, fp32 and fp16 tables; ``changes``: {row index: {key: value}}."""
     rows = [_row("mlp", 0.2, "float32", 0.199, 1000), _row("mlp", 0.2, "float16", 0.0995, 500),
-            _row("cnn", 0.1, "float32", 0.104, 800), _row("cnn", 0.1, "float16", 0.052, 400)]
+            _row("cnn", 0.1, "float32", 0.104, 800, peak=0.9), _row("cnn", 0.1, "float16", 0.052, 400)]
     for i, kw in (changes or {}).items():
         rows[i] = {**rows[i], **kw}
     return rows
 
 
 def test_memory_verdict_holds_on_perfect_numbers():
-    out = memory_verdict(_rows(), _rows())
+    out = memory_verdict(_rows())
     assert out.verdict == HOLDS and out.details["ratio_value"] == pytest.approx(0.004)
+    assert out.details["peak_value"] == 0
 
 
-@pytest.mark.parametrize("mine,other", [
-    ({2: {"ratio_to_ef": 0.1051}}, None),  # 0.1051 > s + 0.005 on one model
-    ({0: {"pred_error_bytes": 996}}, None),  # measured != predict_memory
-    ({1: {"error_bytes": 501, "pred_error_bytes": 501}}, None),  # fp16 not exactly half
-    ({}, {0: {"error_bytes": 1004}}),  # the two processes disagree
+@pytest.mark.parametrize("changes", [
+    {2: {"ratio_to_ef": 0.1051}},  # 0.1051 > s + 0.005 on one model
+    {0: {"pred_error_bytes": 996}},  # measured != predict_memory
+    {3: {"pred_error_bytes": 399}},  # an fp16 table's bytes differ from predict_memory's
+    {0: {"peak_ratio_to_ef": 1.01}},  # perfect persistent numbers, but the peak exceeds EF's
+    {2: {"peak_ratio_to_ef": 1.0}},  # the peak must be strictly below EF's
 ])
-def test_memory_verdict_does_not_hold(mine, other):
-    assert memory_verdict(_rows(mine), _rows(mine if other is None else other)).verdict == DOES_NOT_HOLD
+def test_memory_verdict_does_not_hold(changes):
+    assert memory_verdict(_rows(changes)).verdict == DOES_NOT_HOLD
 
 
-def test_memory_verdict_inconclusive_on_nan_ratio():
-    assert memory_verdict(_rows({2: {"ratio_to_ef": math.nan}}), _rows()).verdict == INCONCLUSIVE
+def test_memory_verdict_fails_on_a_peak_ratio_of_1_01_with_perfect_persistent_numbers():
+    out = memory_verdict(_rows({0: {"peak_ratio_to_ef": 1.01}}))
+    assert out.verdict == DOES_NOT_HOLD
+    assert out.details["ratio_verdict"] == HOLDS and out.details["predicted_verdict"] == HOLDS
+    assert out.details["peak_verdict"] == DOES_NOT_HOLD
+
+
+def test_memory_verdict_inconclusive_on_nan():
+    assert memory_verdict(_rows({2: {"ratio_to_ef": math.nan}})).verdict == INCONCLUSIVE
+    assert memory_verdict(_rows({0: {"peak_ratio_to_ef": math.nan}})).verdict == INCONCLUSIVE
 
 
 # ---------------------------------------------------------------- conef.accuracy_vs_sgd
@@ -128,6 +143,18 @@ def test_bytes_verdict_other_checks_and_nan():
 
 
 # ---------------------------------------------------------------- conef.speedup
+def test_accuracy_worker_reports_nan_for_a_diverged_run():
+    """The divergence path through the worker's own code: a huge lr drives every run non-finite; each reports
+    accuracy NaN (not its last finite epoch's) and ``diverged``, and the verdict counts it against the method."""
+    res = run_local(accuracy_worker, world_size=2, backend="gloo", args=([0], 2, 2, 1e4, ("conef", "sgd")),
+                    timeout=120)
+    for r in res:
+        assert set(r) == {"conef/0", "sgd/0"}
+        assert all(math.isnan(v["acc"]) and v["diverged"] for v in r.values())
+    conef_nan = [res[0]["conef/0"]["acc"], 98.0, 96.0]  # one diverged seed lowers ConEF's median to 96.0
+    assert accuracy_verdict({**GOOD, "sgd": [98.0] * 3, "conef": conef_nan}).verdict == DOES_NOT_HOLD
+
+
 def test_speedup_is_inconclusive_without_a_cluster():
     for s in (0.4, 1.0, 5.0, math.nan):
         out = speedup_verdict(0, s)
@@ -136,16 +163,23 @@ def test_speedup_is_inconclusive_without_a_cluster():
 
 
 # ---------------------------------------------------------------- conef.sketch_contraction
-def test_sketch_verdict_holds_when_formula_matches_and_every_cell_contracts():
+def test_sketch_verdict_holds_when_formula_matches_on_both_sides_of_the_bound():
     out = sketch_verdict([0.86, 0.83, 0.5], [0.861, 0.829, 0.505])
     assert out.verdict == HOLDS and out.details["formula_value"] == pytest.approx(0.005 / 0.505)
+    # cells above the bound (lambda > 2/(1+kappa), as at s=0.05, lambda=0.1) are the formula's own prediction
+    assert sketch_verdict([0.86, 1.02], [0.86, 1.021]).verdict == HOLDS  # within 2% of 1: judged by (a) only
+    assert sketch_verdict([0.86, 1.05], [0.86, 1.051]).verdict == HOLDS  # predicted expansive, measured expansive
 
 
 def test_sketch_verdict_does_not_hold():
-    # the landed criterion asks for contraction in every cell: a factor of 1.02 fails even where the formula
-    # predicts it (lambda > 2/(1+kappa), as at s=0.05, lambda=0.1)
-    assert sketch_verdict([0.86, 1.02], [0.86, 1.021]).verdict == DOES_NOT_HOLD
+    out = sketch_verdict([0.86, 0.99], [0.86, 1.021])  # 0.99 where lambda > 2/(1+kappa): 3% off the formula
+    assert out.verdict == DOES_NOT_HOLD and out.details["formula_verdict"] == DOES_NOT_HOLD
     assert sketch_verdict([0.86, 0.5], [0.86, 0.52]).verdict == DOES_NOT_HOLD  # 3.8% off the formula
+    # the side-of-1 checks on their own, with the formula tolerance met
+    out = sketch_verdict([0.86, 1.0], [0.86, 0.979])  # predicted contractive (< 0.98), measured >= 1
+    assert out.verdict == DOES_NOT_HOLD and out.details["contractive_value"] == 1
+    out = sketch_verdict([0.86, 1.0], [0.86, 1.021])  # predicted expansive (> 1.02), measured <= 1
+    assert out.verdict == DOES_NOT_HOLD and out.details["expansive_value"] == 1
 
 
 def test_sketch_verdict_inconclusive_on_nan():

@@ -37,7 +37,11 @@ def test_matfac_claim_runs_at_smoke_scale(claim_id, smoke_runs):
     if claim_id == "nora.sym_quadratic":  # the quadratic ratio e_{t+1}/e_t^2 is reported against its bound
         ratios = [x for k, v in result.numbers.items() if k.endswith("max (e+/e^2)/B_t nystrom") for x in v]
         assert ratios and all(math.isnan(x) or x > 0 for x in ratios)
-        assert "r=5,kappa=10 median tail nystrom" in result.summary
+        assert "r=5,kappa=10 median tail nystrom" in result.summary  # always 1e-2 -> 1e-12
+        assert not any("eps0->floor" in k for k in result.summary)  # the declared window: kappa = 1e4, full only
+        assert "r=10,kappa=10 N1e-10 gd" in result.numbers  # the GD curve of Fig. 1(a), not gated
+    if claim_id == "nora.sym_init_sensitivity":  # (b) in both perturb_modes
+        assert {"OP tail perturbed 1e-3 relative", "OP tail perturbed 1e-3 absolute"} <= set(result.numbers)
 
 
 @pytest.mark.parametrize("bench_id", ["matfac.init", "matfac.step"])

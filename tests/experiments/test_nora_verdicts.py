@@ -17,6 +17,7 @@ from optimlab.experiments.nora import (
     require_float64,
     sensitivity_verdict,
     sym_quadratic_verdict,
+    tail_floor,
     up_linear_verdict,
 )
 from optimlab.matfac import SymmetricMF
@@ -89,7 +90,8 @@ def test_sym_quadratic_kappa_1e4_rule_applies_at_full_scale_and_only_to_that_cel
 
 # ------------------------------------------------------------------------------------------ nora.sym_init_sensitivity
 def sensitivity(**override):
-    base = {"xi=0.001": (3, 12), "xi=1": (3, 8), "xi=1000": (3, 14), "perturbed 1e-3": (24, 40), "eta=0.3": (25, 35)}
+    base = {"xi=0.001": (3, 12), "xi=1": (3, 8), "xi=1000": (3, 14), "perturbed 1e-3 relative": (24, 40),
+            "perturbed 1e-3 absolute": (200, 600), "eta=0.3": (25, 35)}
     base.update(override)
     return {f"{g} {stat} {v}": [pair[i]] * 5 for g in ("exact", "OP") for v, pair in base.items()
             for i, stat in enumerate(("tail", "N"))}
@@ -99,10 +101,11 @@ def sensitivity(**override):
     ({}, HOLDS),
     ({"xi=1000": (7, 20)}, DOES_NOT_HOLD),  # (a) tail
     ({"xi=0.001": (3, 41)}, DOES_NOT_HOLD),  # (a) a run needs more than 40 iterations
-    ({"perturbed 1e-3": (14, 40)}, DOES_NOT_HOLD),  # (b)
+    ({"perturbed 1e-3 relative": (14, 40)}, DOES_NOT_HOLD),  # (b), the project's form
+    ({"perturbed 1e-3 absolute": (14, 40)}, DOES_NOT_HOLD),  # (b), the paper's form alone fails
     ({"eta=0.3": (19, 30)}, DOES_NOT_HOLD),  # (c) below the band
     ({"eta=0.3": (33, 40)}, DOES_NOT_HOLD),  # (c) above the band
-    ({"perturbed 1e-3": (NAN, 40)}, INCONCLUSIVE),
+    ({"perturbed 1e-3 absolute": (NAN, 40)}, INCONCLUSIVE),
 ])
 def test_sensitivity_verdict(override, verdict):
     assert sensitivity_verdict(sensitivity(**override)).verdict == verdict
@@ -157,6 +160,15 @@ def test_up_linear_verdict(override, verdict):
 
 
 # ------------------------------------------------------------------------------------------ texts, float64, benches
+def test_sym_quadratic_criterion_states_the_declared_kappa_1e4_window():
+    text = SYM_QUADRATIC.describe()
+    assert "DECLARED CHANGE, at full scale in the kappa = 10000 cells only" in text
+    assert "from eps0 = lambda_min/(2||A||_F) to max(1e-12, 100·eps·kappa) = 2.2e-10" in text
+    assert "0.01 -> 1e-12 tail of those cells is reported beside it under '<cell> median tail nystrom'" in text
+    assert tail_floor(1e4) == pytest.approx(100 * torch.finfo(torch.float64).eps * 1e4) and tail_floor(10.0) == 1e-12
+    assert "perturb_mode" in SENSITIVITY.describe() and "absolute" in SENSITIVITY.describe()
+
+
 def test_criteria_render_their_constants_and_need_five_seeds():
     text = SYM_QUADRATIC.describe()
     assert "≤ 6 iterations" in text and "≥ 15 iterations" in text and "≥ 10×" in text and "> 1" in text

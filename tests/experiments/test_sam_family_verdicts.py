@@ -12,65 +12,7 @@ from optimlab.experiments import infosam, presam, sam, vasso
 NAN = math.nan
 
 
-# ---------------------------------------------------------------- sam.flat_minima
-
-
-def _flat(sam_trace, sgd_trace, sam_lmax=None, sgd_lmax=None, loss=0.01):
-    n = len(sam_trace)
-    return {
-        "sam_trace": sam_trace, "sgd_trace": sgd_trace,
-        "sam_lambda_max": sam_lmax or [1.0] * n, "sgd_lambda_max": sgd_lmax or [2.0] * n,
-        "sam_train_loss": [loss] * n, "sgd_train_loss": [0.01] * n,
-    }
-
-
-def test_flat_minima_holds_when_both_figures_are_lower_in_four_of_five_pairs():
-    out = sam._flat_minima_verdict(_flat([1.2, 1.1, 1.3, 1.0, 3.0], [2.3] * 5))
-    assert out.verdict == HOLDS and out.details["successes"] == 4
-
-
-def test_flat_minima_does_not_hold_when_either_figure_is_higher_in_four_of_five():
-    # lambda_max lower everywhere, but the trace higher in 4/5: "either above" counts against SAM.
-    out = sam._flat_minima_verdict(_flat([3.0, 3.0, 3.0, 3.0, 1.0], [2.3] * 5))
-    assert out.verdict == DOES_NOT_HOLD and out.details["failures"] == 4
-
-
-def test_flat_minima_is_inconclusive_on_a_split_or_above_the_training_loss_gate():
-    assert sam._flat_minima_verdict(_flat([1.0, 1.0, 1.0, 3.0, 3.0], [2.3] * 5)).verdict == INCONCLUSIVE
-    # Would hold, but a final train loss of 0.06 > 0.05: sharpness at different loss levels is not comparable.
-    out = sam._flat_minima_verdict(_flat([1.2] * 5, [2.3] * 5, loss=0.06))
-    assert out.verdict == INCONCLUSIVE and "precondition" in out.reason
-    assert out.details["gate_value"] == 0.06
-    assert sam._flat_minima_verdict(_flat([1.2] * 5, [2.3] * 5, loss=NAN)).verdict == INCONCLUSIVE
-    assert sam._flat_minima_verdict(_flat([1.2] * 5, [2.3] * 5, loss=0.05)).verdict == HOLDS
-
-
-def test_flat_minima_a_nan_figure_counts_for_neither_side():
-    assert sam._flat_minima_verdict(_flat([1.0, 1.0, 1.0, 1.0, NAN], [2.3] * 5)).verdict == HOLDS
-    out = sam._flat_minima_verdict(_flat([1.0, 1.0, 1.0, NAN, NAN], [2.3] * 5))
-    assert out.verdict == INCONCLUSIVE and (out.details["successes"], out.details["failures"]) == (3, 0)
-
-
-# ---------------------------------------------------------------- sam.m_sharpness
-
-
-@pytest.mark.parametrize(("tau4", "taun", "verdict"), [
-    (0.2, 0.0, HOLDS),
-    (0.1, 0.0, HOLDS),            # exactly the margin
-    (0.05, 0.0, INCONCLUSIVE),    # inside the dead band
-    (0.0, 0.0, DOES_NOT_HOLD),    # landed rule: <= 0 does not hold
-    (-0.3, -0.2, DOES_NOT_HOLD),
-    (NAN, 0.0, INCONCLUSIVE),     # a constant input makes tau undefined
-    (0.2, NAN, INCONCLUSIVE),
-])
-def test_m_sharpness_verdict(tau4, taun, verdict):
-    assert sam._m_sharpness_verdict({"m=4": tau4, "m=32": 0.0, "m=n": taun}).verdict == verdict
-
-
-def test_m_sharpness_landed_rule_compares_the_two_taus_only():
-    # Every tau negative with tau(4) − tau(n) = +0.3: the landed criterion holds (the claim's notes flag it);
-    # A revised criterion (also tau(4) >= +0.1) is left for a later issue.
-    assert sam._m_sharpness_verdict({"m=4": -0.3, "m=n": -0.6}).verdict == HOLDS
+# sam.flat_minima and sam.m_sharpness (revised in issue #10): tests/experiments/test_sam_revised_verdicts.py
 
 
 # ---------------------------------------------------------------- paired sign rule (sam/vasso label noise)
@@ -131,18 +73,26 @@ WIN, LOSS, FLAT = [1.0] * 4 + [-1.0], [-1.0] * 4 + [1.0], [0.1] * 5
     (FLAT, FLAT, INCONCLUSIVE),
 ])
 def test_infosam_arm_verdict(vs_sam, vs_asam, verdict):
-    assert infosam._verdict({"snr": {"vs_sam": vs_sam, "vs_asam": vs_asam}}).verdict == verdict
+    arm = {"vs_sam": vs_sam, "vs_asam": vs_asam}
+    assert infosam.ARM_CRITERION.evaluate(**arm).verdict == verdict
+    # Both arms giving the same numbers agree, so the claim's verdict is that arm verdict.
+    out = infosam._verdict({"snr": arm, "invvar": arm})
+    assert out.verdict == verdict and out.details["snr_verdict"] == out.details["invvar_verdict"] == verdict
 
 
 def test_infosam_arms_agreeing_give_their_verdict_and_differing_give_inconclusive():
-    two = Agreement(infosam.ARM_CRITERION, arms=("snr", "invvar"), what="InfoSAM arm")
+    assert infosam.CRITERION == Agreement(infosam.ARM_CRITERION, arms=("snr", "invvar"), what="InfoSAM arm")
     win, loss = {"vs_sam": WIN, "vs_asam": WIN}, {"vs_sam": LOSS, "vs_asam": LOSS}
-    assert two.evaluate(snr=win, invvar=win).verdict == HOLDS
-    assert two.evaluate(snr=loss, invvar=loss).verdict == DOES_NOT_HOLD
-    out = two.evaluate(snr=win, invvar=loss)
+    assert infosam._verdict({"snr": win, "invvar": win}).verdict == HOLDS
+    assert infosam._verdict({"snr": loss, "invvar": loss}).verdict == DOES_NOT_HOLD
+    out = infosam._verdict({"snr": win, "invvar": loss})
     assert out.verdict == INCONCLUSIVE and "disagree" in out.reason
     assert out.details["snr_verdict"] == HOLDS and out.details["invvar_verdict"] == DOES_NOT_HOLD
-    assert infosam.CRITERION.arms == ("snr",)  # the arms the label-noise group trains today
+    # An arm beating SAM but losing to ASAM does not hold; with the other arm holding, the arms differ.
+    mixed = {"vs_sam": WIN, "vs_asam": LOSS}
+    out = infosam._verdict({"snr": mixed, "invvar": win})
+    assert out.details["snr_verdict"] == DOES_NOT_HOLD and out.verdict == INCONCLUSIVE
+    assert infosam._verdict({"snr": mixed, "invvar": mixed}).verdict == DOES_NOT_HOLD
     with pytest.raises(ValueError, match="one input per arm"):
         infosam._verdict({"invvar": win})
 

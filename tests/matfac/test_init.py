@@ -55,6 +55,21 @@ def test_nystrom_match_norm_and_perturbation_size():
     assert out_of_range(prob, pert, 5) > 1e-4 * float(torch.linalg.matrix_norm(pert))  # it leaves range(A)
 
 
+def test_perturb_mode_absolute_has_entry_variance_delta2_xi2_over_m_and_leaves_the_range():
+    prob = SymmetricMF.random(200, 5, kappa=10.0, generator=2)
+    delta = 1e-2
+    for xi in (1.0, 30.0):
+        base = nystrom_init(prob, 50, xi=xi, generator=gen(3))  # 200 × 50 = 10^4 draws
+        noise = nystrom_init(prob, 50, xi=xi, perturb=delta, perturb_mode="absolute", generator=gen(3)) - base
+        var = delta**2 * xi**2 / 200
+        assert abs(float(noise.mean())) < 4 * math.sqrt(var / noise.numel())  # mean 0 (4 standard errors)
+        assert float(noise.var()) == pytest.approx(var, rel=0.05)  # sd of the sample variance: √(2/10^4) ≈ 1.4%
+        assert out_of_range(prob, noise, 5) > 0.9 * float(torch.linalg.matrix_norm(noise))  # 195 of 200 dims
+    rel = nystrom_init(prob, 50, perturb=delta, perturb_mode="relative", generator=gen(3))
+    assert torch.equal(rel, nystrom_init(prob, 50, perturb=delta, generator=gen(3)))  # "relative" is the default
+    assert not torch.equal(rel, nystrom_init(prob, 50, perturb=delta, perturb_mode="absolute", generator=gen(3)))
+
+
 def test_nystrom_accepts_a_plain_matrix_for_sensing():
     prob = SymmetricMF.random(20, 3, generator=0)
     torch.testing.assert_close(nystrom_init(prob.A.numpy(), 4, generator=gen()), nystrom_init(prob, 4, generator=gen()),
@@ -112,6 +127,7 @@ def test_t7_determinism_global_rng_untouched_numpy_and_dtype():
     (lambda p: nystrom_init(p, 2, match_norm="match"), "match_norm"),
     (lambda p: nystrom_init(p, 2, match_norm=1), "match_norm"),
     (lambda p: nystrom_init(p, 2, perturb=-1.0), "perturb"),
+    (lambda p: nystrom_init(p, 2, perturb=1e-3, perturb_mode="paper"), r"perturb_mode.*relative.*absolute.*paper"),
     (lambda p: random_init(p, 2, std=0.0), "std"),
     (lambda p: spectral_init(p, 2, noise=-0.1), "noise"),
     (lambda p: random_init(p, 2, generator=-1), "generator"),

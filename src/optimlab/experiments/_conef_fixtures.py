@@ -19,7 +19,7 @@ from optimlab.experiments._fixtures import make_mlp
 
 __all__ = ["MODELS", "RB_RATIO", "START_ITER", "WORKERS", "analytic_counts", "contraction_cells", "digits_cnn",
            "digits_data", "digits_mlp", "max_nan", "median_nan_low", "modeled_step", "pipeline_seconds",
-           "shard_batches", "synthetic_batch", "synthetic_mlp"]
+           "shard_batches", "synthetic_batch", "synthetic_mlp", "tensor_1024"]
 
 WORKERS = 2  # run_local(world_size=2, backend="gloo"): a project choice that fits a 2-core CPU machine
 RB_RATIO = 0.1  # Q is a 10% random block, the ratio of the authors' reference code
@@ -52,8 +52,16 @@ def synthetic_mlp(seed: int) -> nn.Module:
     return make_mlp([512, 1024, 1024, 10], seed=seed)
 
 
+def tensor_1024(seed: int) -> nn.Module:
+    """One 1024×1024 weight (a bias-free linear layer) on Gaussian inputs: the largest single tensor of claim 1."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(1024, 1024, bias=False)
+
+
 # name -> (constructor, input width)
-MODELS = {"digits_mlp": (digits_mlp, 64), "digits_cnn": (digits_cnn, 64), "synthetic_mlp": (synthetic_mlp, 512)}
+MODELS = {"digits_mlp": (digits_mlp, 64), "digits_cnn": (digits_cnn, 64), "synthetic_mlp": (synthetic_mlp, 512),
+          "tensor_1024": (tensor_1024, 1024)}
 
 
 def shard_batches(n: int, process_rank: int, world_size: int, seed: int, epoch: int, batch: int = 32):
@@ -107,10 +115,12 @@ def modeled_step(compute: float, hook: float, nbytes: float, collectives: int, n
     return compute + hook + 2 * (n - 1) / n * nbytes * 8 / (gbps * 1e9) + latency_s * collectives
 
 
-def contraction_cells(ms, ratios, rows: int, generator: torch.Generator) -> tuple[list[str], list[float], list[float]]:
+def contraction_cells(ms, ratios, rows: int,
+                      generator: torch.Generator) -> tuple[list[str], list[float], list[float], list[float]]:
     """Claim 5's cells: for each m and sketch ratio s, ``rows`` Gaussian rows x (float64) and the
-    fixed fmix32 hash, at λ = 0.1 and λ* = 1/(1+κ): (cell names, measured ‖λSᵀSx − x‖²/‖x‖², (1−λ)² + λ²κ)."""
-    cells, measured, predicted = [], [], []
+    fixed fmix32 hash, at λ = 0.1 and ``lam="auto"`` (``lam_for``: min(1/(1+κ), 2/max_b c_b)): (cell names,
+    measured ‖λSᵀSx − x‖²/‖x‖², (1−λ)² + λ²κ, κ)."""
+    cells, measured, predicted, kappas = [], [], [], []
     for m in ms:
         x = torch.randn(rows, m, generator=generator, dtype=torch.float64)
         xx = float((x * x).sum())
@@ -120,12 +130,13 @@ def contraction_cells(ms, ratios, rows: int, generator: torch.Generator) -> tupl
             h, sign = sketch_hash(m, w)
             kappa = mem.kappa(m)
             table = sketch(x, h, sign, w).double()
-            for lam_name, lam in (("0.1", 0.1), ("auto", 1.0 / (1.0 + kappa))):
+            for lam_name, lam in (("0.1", 0.1), ("auto", mem.lam_for(m))):
                 dec = unsketch(table, h, sign, torch.zeros_like(x), lam=lam)
                 cells.append(f"m={m}/s={s}/lam={lam_name}")
                 measured.append(float(((dec - x) ** 2).sum()) / xx)
                 predicted.append((1 - lam) ** 2 + lam**2 * kappa)
-    return cells, measured, predicted
+                kappas.append(kappa)
+    return cells, measured, predicted, kappas
 
 
 def max_nan(values: Sequence[float]) -> float:

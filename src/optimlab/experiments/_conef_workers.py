@@ -21,22 +21,27 @@ from optimlab.comm import (
     NoMemory,
     PowerSGD,
     RandomBlock,
+    aggregate,
     powersgd_state_bytes,
     predict_memory,
     register_hook,
 )
+from optimlab.distributed import run_local
 from optimlab.experiments._conef_fixtures import (
     MODELS,
     RB_RATIO,
+    START_ITER,
+    WORKERS,
     digits_data,
     digits_mlp,
     pipeline_seconds,
     shard_batches,
     synthetic_batch,
 )
+from optimlab.metrics import peak_memory
 from optimlab.metrics.collectives import count_collectives
 
-__all__ = ["ACCURACY_METHODS", "accuracy_worker", "costs_worker"]
+__all__ = ["ACCURACY_METHODS", "accuracy_worker", "costs", "costs_worker"]
 
 ACCURACY_METHODS = ("sgd", "ef", "conef", "none")
 
@@ -48,7 +53,7 @@ def _step_fn(ddp, opt, model_name, process_rank, world_size, data):
 
     def step():
         t = state["t"]
-        if model_name == "synthetic_mlp":
+        if n_in != 64:  # the synthetic MLP and the single 1024x1024 tensor take Gaussian inputs
             xb, yb = synthetic_batch(process_rank, t, n_in)
         else:
             idx = shard_batches(X.shape[0], process_rank, world_size, 0, t // 21)[t % 21]
@@ -61,8 +66,33 @@ def _step_fn(ddp, opt, model_name, process_rank, world_size, data):
     return step
 
 
+def _step_peak(make_memory, grads: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(persistent bytes, peak bytes of one :func:`aggregate` step) for a random block 10% with ``make_memory()``,
+    measured with :func:`optimlab.metrics.peak_memory` on copies of the same gradients after one warm-up step."""
+    state = CommState(RandomBlock(RB_RATIO), make_memory(), start_iter=0)
+    aggregate({k: g.clone() for k, g in grads.items()}, state)  # warm-up: tables and hash buffers exist
+    copy = {k: g.clone() for k, g in grads.items()}
+    peak = peak_memory(lambda: aggregate(copy, state)).peak_bytes
+    return state.memory.nbytes(), peak
+
+
+def _peak_row(model: nn.Module, s: float) -> dict[str, Any]:
+    """Claim 1's peak: peak_X = persistent_X + (peak of one aggregate step with X − the same step with NoMemory),
+    for EF (fp32) and ConEF (s, λ = 0.1, fp32, default chunking), on the model's current gradients."""
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    _, base = _step_peak(NoMemory, grads)
+    ef_persist, ef_step = _step_peak(EFMemory, grads)
+    ce_persist, ce_step = _step_peak(lambda: ConEFMemory(s, 0.1), grads)
+    ef_trans, ce_trans = ef_step - base, ce_step - base
+    return {"ef_persistent_bytes": ef_persist, "ef_transient_bytes": ef_trans, "ef_peak_bytes": ef_persist + ef_trans,
+            "conef_persistent_bytes": ce_persist, "conef_transient_bytes": ce_trans,
+            "conef_peak_bytes": ce_persist + ce_trans,
+            "peak_ratio_to_ef": (ce_persist + ce_trans) / (ef_persist + ef_trans)}
+
+
 def _memory_rows(process_rank, world_size, steps, start_iter, models, ratios, data) -> list[dict[str, Any]]:
-    """Claim 1: ConEF memory measured after real hook steps, next to predict_memory's."""
+    """Claim 1: ConEF memory measured after real hook steps, next to predict_memory's; for fp32 tables also the
+    peak (persistent + transient) against EF's (:func:`_peak_row`)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     rows = []
@@ -79,13 +109,16 @@ def _memory_rows(process_rank, world_size, steps, start_iter, models, ratios, da
                     step()
                 rep = state.memory_report()
                 pred = predict_memory(model, RandomBlock(RB_RATIO), ConEFMemory(s, 0.1, storage_dtype=dtype))
-                rows.append({"model": model_name, "s": s, "dtype": str(dtype).replace("torch.", ""),
-                             "error_bytes": rep.error_bytes, "cache_bytes": rep.cache_bytes,
-                             "ef_reference_bytes": rep.ef_reference_bytes,
-                             "bucket_reference_bytes": rep.bucket_reference_bytes,
-                             "ratio_to_ef": rep.ratio_to_ef, "scratch_peak_bytes": rep.scratch_peak_bytes,
-                             "pred_error_bytes": pred.error_bytes, "pred_cache_bytes": pred.cache_bytes,
-                             "pred_ef_reference_bytes": pred.ef_reference_bytes})
+                row = {"model": model_name, "s": s, "dtype": str(dtype).replace("torch.", ""),
+                       "error_bytes": rep.error_bytes, "cache_bytes": rep.cache_bytes,
+                       "ef_reference_bytes": rep.ef_reference_bytes,
+                       "bucket_reference_bytes": rep.bucket_reference_bytes,
+                       "ratio_to_ef": rep.ratio_to_ef, "scratch_peak_bytes": rep.scratch_peak_bytes,
+                       "pred_error_bytes": pred.error_bytes, "pred_cache_bytes": pred.cache_bytes,
+                       "pred_ef_reference_bytes": pred.ef_reference_bytes}
+                if dtype == torch.float32:
+                    row.update(_peak_row(model, s))
+                rows.append(row)
     return rows
 
 
@@ -180,16 +213,32 @@ def costs_worker(process_rank: int, world_size: int, steps: int, start_iter: int
             "timing": _timings(process_rank, time_reps, data)}
 
 
+def costs(ctx) -> list[dict[str, Any]]:
+    """Claims 1, 3 and 4 share one spawn of 2 gloo workers running :func:`costs_worker` (cached per invocation)."""
+    key = ("conef.costs", ctx.scale)
+    if key not in ctx.cache:
+        smoke = ctx.scale == "smoke"
+        ctx.progress("spawning 2 gloo workers: memory, bytes and timings")
+        models = ["digits_mlp", "digits_cnn"] + ([] if smoke else ["synthetic_mlp", "tensor_1024"])
+        ctx.cache[key] = run_local(costs_worker, world_size=WORKERS, backend="gloo",
+                                   args=(4 if smoke else 12, 2 if smoke else START_ITER, models,
+                                         [0.2] if smoke else [0.1, 0.2], 3 if smoke else 30),
+                                   timeout=240 if smoke else 600)
+    return ctx.cache[key]
+
+
 def accuracy_worker(process_rank: int, world_size: int, seeds: list[int], epochs: int, start_iter: int,
-                    lr: float = 0.3) -> dict[str, Any]:
-    """Claim 2: every method and seed, SGD with ``lr`` and momentum 0. A run whose loss turns non-finite stops and
-    reports accuracy NaN (never its last finite epoch's) and ``diverged=True``."""
+                    lr: float = 0.3, methods: tuple[str, ...] = ACCURACY_METHODS) -> dict[str, Any]:
+    """Claim 2: every method and seed, SGD with ``lr`` and momentum 0. A run that turns non-finite stops at once and
+    reports accuracy NaN (never its last finite epoch's) and ``diverged=True``. The test is on the parameters after
+    each step, which every process holds identically (so all processes stop together; a per-process loss could
+    differ); non-finite parameters make every later loss non-finite."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     Xtr, ytr, Xte, yte = digits_data()
     out: dict[str, Any] = {}
     for seed in seeds:
-        for method in ACCURACY_METHODS:
+        for method in methods:
             model = digits_mlp(seed)
             ddp = DDP(model)
             if method != "sgd":  # plain DDP all-reduce is the SGD baseline
@@ -202,11 +251,12 @@ def accuracy_worker(process_rank: int, world_size: int, seeds: list[int], epochs
             for epoch in range(epochs):
                 for idx in shard_batches(Xtr.shape[0], process_rank, world_size, seed, epoch):
                     opt.zero_grad()
-                    loss = nn.functional.cross_entropy(ddp(Xtr[idx]), ytr[idx])
-                    loss.backward()
+                    nn.functional.cross_entropy(ddp(Xtr[idx]), ytr[idx]).backward()
                     opt.step()
-                if not math.isfinite(float(loss.detach())):
-                    diverged = True
+                    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                        diverged = True
+                        break
+                if diverged:
                     break
                 with torch.no_grad():
                     curve.append(100.0 * float((model(Xte).argmax(1) == yte).float().mean()))

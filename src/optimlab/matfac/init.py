@@ -32,6 +32,7 @@ from optimlab.matfac.problems import (
     check_rank,
 )
 
+PERTURB_MODES = ("relative", "absolute")
 NONZERO = AnyOf(Interval(-math.inf, 0, closed="neither"), POSITIVE)
 
 
@@ -46,7 +47,7 @@ def _check_problem(problem) -> None:
 
 
 def nystrom_init(problem, rank: int, *, xi: float = 1.0, match_norm: bool = False, perturb: float = 0.0,
-                 generator: GeneratorLike = None) -> Tensor | tuple[Tensor, Tensor]:
+                 perturb_mode: str = "relative", generator: GeneratorLike = None) -> Tensor | tuple[Tensor, Tensor]:
     """Nyström sketch X0 = ξ·A·Ω with Ω ∈ ℝ^{n×r} i.i.d. N(0, 1), r = ``rank``; asymmetric problems return
     (X0, Y0 = 0).
 
@@ -58,7 +59,12 @@ def nystrom_init(problem, rank: int, *, xi: float = 1.0, match_norm: bool = Fals
         rank: number of columns r, in [1, min(m, n)].
         xi: scale ξ (finite, non-zero). The paper's default is UNVERIFIED; the fast rate is insensitive to it.
         match_norm: rescale X0 so that ‖X0‖₂² = ‖A‖₂ (i.e. ‖X0X0ᵀ‖₂ = ‖A‖₂ for a symmetric problem).
-        perturb: δ ≥ 0 adds δ·(‖X0‖_F/√(m·r))·N(0, 1), which leaves col(A) (for the sensitivity claim).
+        perturb: δ ≥ 0 adds i.i.d. Gaussian noise to X0 (after ``match_norm``), which leaves col(A) (for the
+            sensitivity claim ``nora.sym_init_sensitivity``); its size is set by ``perturb_mode``.
+        perturb_mode: ``"relative"`` (the project's form): δ·(‖X0‖_F/√(m·r))·N(0, 1), noise of relative size
+            ≈ δ; ``"absolute"`` (the form of the perturbed sketch X0 = AΩ + N in Fig. 1(b) of arXiv:2410.18965,
+            as its caption is reproduced; which dimension divides the variance is UNVERIFIED):
+            δ·(ξ/√m)·N(0, 1), entry variance δ²ξ²/m whatever the scale of A.
         generator: source of Ω (and of the perturbation): a ``torch.Generator``, an int seed or ``None``
             (:func:`optimlab._random.check_generator`).
     """
@@ -70,6 +76,7 @@ def nystrom_init(problem, rank: int, *, xi: float = 1.0, match_norm: bool = Fals
     match_norm = check(Options(False, True), match_norm, "match_norm")
     xi = check(NONZERO, xi, "xi")
     perturb = check(NONNEGATIVE, perturb, "perturb")
+    perturb_mode = check(Options(*PERTURB_MODES), perturb_mode, "perturb_mode")
     gen = check_generator(generator)
     X0 = xi * (A @ _randn((A.shape[1], r), gen, A))
     if match_norm:
@@ -82,7 +89,9 @@ def nystrom_init(problem, rank: int, *, xi: float = 1.0, match_norm: bool = Fals
             X0 = X0 * math.sqrt(a2 / x2)
     if perturb > 0:
         m = X0.shape[0]
-        X0 = X0 + perturb * float(torch.linalg.matrix_norm(X0)) / math.sqrt(m * r) * _randn((m, r), gen, A)
+        size = float(torch.linalg.matrix_norm(X0)) / math.sqrt(m * r) if perturb_mode == "relative" else \
+            abs(xi) / math.sqrt(m)
+        X0 = X0 + perturb * size * _randn((m, r), gen, A)
     if isinstance(problem, AsymmetricMF):
         return X0, torch.zeros(problem.n, r, dtype=A.dtype, device=A.device)
     return X0
@@ -134,4 +143,4 @@ def spectral_init(problem: Problem, rank: int, *, noise: float = 0.0,
     return noisy(problem.eigvecs.flip(1)[:, :r] * torch.where(keep, lam, torch.zeros_like(lam)))
 
 
-__all__ = ["nystrom_init", "random_init", "spectral_init"]
+__all__ = ["PERTURB_MODES", "nystrom_init", "random_init", "spectral_init"]

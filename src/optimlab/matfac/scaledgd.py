@@ -65,11 +65,6 @@ class MFResult(IterativeResult):
     Y: Tensor | None = None
     tol: float = 0.0
 
-    @property
-    def errors(self) -> list[float]:
-        """``history["rel_error"]``: the relative error at every iteration, the start included."""
-        return self.history["rel_error"]
-
     def to_numpy(self) -> tuple:
         """(X, Y) as numpy arrays (Y is ``None`` for a symmetric problem)."""
         return self.X.detach().cpu().numpy(), None if self.Y is None else self.Y.detach().cpu().numpy()
