@@ -3,10 +3,14 @@ and its isolation from the test set."""
 
 import dataclasses
 import math
+import statistics
 
+import pytest
 import torch
 
 import optimlab.experiments._label_noise as ln
+from optimlab.evidence import all_claims, run_claims
+from optimlab.experiments import infosam, sam, vasso
 
 
 def test_settings_fixed_before_any_run():
@@ -81,3 +85,85 @@ def test_selection_receives_the_fit_and_validation_sets_only(monkeypatch):
     for d, tensors in zip((data, corrupted), seen):
         assert [t is s for t, s in zip(tensors, (d.X_fit, d.y_fit, d.X_val, d.y_val))] == [True] * 4
         assert not any(t is d.X_test or t is d.y_test for t in tensors)
+
+
+# ---------------------------------------------------------------- full scale: a tuning and a verdict per condition
+def test_full_scale_conditions_fixed_before_any_run():
+    assert ln.CONDITIONS["smoke"] == ln.CONDITIONS["quick"] == (ln.PRIMARY,) == (("digits", 0.5),)
+    full = ln.CONDITIONS["full"]
+    assert full[0] == ln.PRIMARY and len(set(full)) == 6
+    assert {r for d, r in full if d == "digits"} == {r for d, r in full if d == "make_classification"} == {
+        0.25, 0.5, 0.75}
+    assert ln.EPOCHS["full"] == 100 and ln.SEEDS["full"] == 20
+    assert ln.MAKE_CLASSIFICATION == {"n_samples": 20000, "n_features": 64, "n_informative": 32, "n_classes": 10}
+    assert not ln.per_condition("quick") and not ln.per_condition("smoke") and ln.per_condition("full")
+    assert ln.condition_name(("make_classification", 0.25)) == "make_classification_rate25"
+
+
+def test_noisy_data_takes_the_condition(monkeypatch):
+    monkeypatch.setitem(ln.MAKE_CLASSIFICATION, "n_samples", 400)
+    d = ln.noisy_data(2, dataset="make_classification", rate=0.25)
+    assert d.n_classes == 10 and d.X_fit.shape[1] == 64 and len(d.y_test) == 120
+    assert 0.15 < float(d.flipped_fit.float().mean()) < 0.35
+    assert torch.equal(ln.noisy_data(2).y_fit, ln.noisy_data(2, dataset="digits", rate=0.5).y_fit)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        ln.noisy_data(2, dataset="mnist")
+
+
+HOLD, FAIL, MIXED = [2.0] * 5, [-2.0] * 5, [2.0, -2.0, 2.0, -2.0, 0.0]
+
+
+@pytest.mark.parametrize(("per_rate", "expected"), [
+    ({"digits_rate25": HOLD, "digits_rate50": HOLD}, "holds"),
+    ({"digits_rate25": FAIL, "digits_rate50": FAIL}, "does not hold"),
+    ({"digits_rate25": HOLD, "digits_rate50": FAIL}, "inconclusive"),  # the rates differ
+    ({"digits_rate25": HOLD, "digits_rate50": MIXED}, "inconclusive"),
+])
+def test_per_condition_verdict_is_the_common_verdict(per_rate, expected):
+    for fn in (sam._label_noise_verdict_per_condition, vasso._label_noise_verdict_per_condition):
+        outcome = fn(per_rate)
+        assert outcome.verdict == expected
+        for name, diffs in per_rate.items():
+            assert outcome.details[f"{name}_median_diff"] == statistics.median(diffs)
+            assert outcome.details[f"{name}_verdict"] == sam._label_noise_verdict(diffs).verdict
+    arms = {name: {arm: {"vs_sam": d, "vs_asam": d} for arm in ln.INFOSAM_ARMS} for name, d in per_rate.items()}
+    assert infosam._verdict_per_condition(arms).verdict == expected
+
+
+def test_full_scale_runs_tune_and_judge_each_condition(tmp_path, monkeypatch):
+    # A tiny injected full scale: 2 rates (digits at 0.5, make_classification at 0.75), 1 epoch, 2 seeds.
+    conditions = (ln.PRIMARY, ("make_classification", 0.75))
+    monkeypatch.setitem(ln.CONDITIONS, "full", conditions)
+    monkeypatch.setitem(ln.EPOCHS, "full", 1)
+    monkeypatch.setitem(ln.WIDTH, "full", 16)
+    monkeypatch.setitem(ln.MAKE_CLASSIFICATION, "n_samples", 400)
+    tuned = []
+    real_tune = ln.tune
+
+    def recording_tune(data, scale, progress=None):
+        tuned.append((len(data.y_fit) + len(data.y_val), float(data.flipped_fit.float().mean())))
+        return real_tune(data, scale, progress)
+
+    monkeypatch.setattr(ln, "tune", recording_tune)
+    claims = all_claims()
+    ids = ["sam.label_noise", "vasso.label_noise", "infosam.label_noise"]
+    summary = run_claims([claims[i] for i in ids], scale="full", seeds=2, device="cpu", out_dir=tmp_path)
+    assert all(r.status == "ok" for r in summary.results), [r.error for r in summary.results]
+    # One tuning per condition, on its own data set and noise rate.
+    assert len(tuned) == 2 and tuned[1][0] == 280 and abs(tuned[1][1] - 0.75) < 0.1 and abs(tuned[0][1] - 0.5) < 0.1
+    names = [ln.condition_name(c) for c in conditions]
+    r = {x.claim_id: x for x in summary.results}
+    for cid, a, b in (("sam.label_noise", "sam", "sgd"), ("vasso.label_noise", "vasso", "sam")):
+        res = r[cid]
+        assert res.verdict == "inconclusive"  # 2 seeds < 5: the runner's rule
+        per = {n: res.numbers[f"{a}_minus_{b}_{n}"] for n in names}
+        assert all(len(v) == 2 for v in per.values())
+        assert per[names[0]] == res.numbers[f"{a}_minus_{b}"]  # the primary condition is the group's runs
+        for n in names:
+            assert res.summary[f"median_{a}_minus_{b}_{n}"] == statistics.median(per[n])
+            criterion = sam.LABEL_NOISE_CRITERION if a == "sam" else vasso.LABEL_NOISE_CRITERION
+            assert res.summary[f"{n}_verdict"] == criterion.verdict(per[n])
+            assert f"chosen_lr_{n}" in res.summary
+        assert "Per noise condition" in res.notes and names[1] in res.notes
+    assert r["infosam.label_noise"].verdict == "inconclusive"
+    assert all(f"median_snr_minus_asam_{n}" in r["infosam.label_noise"].summary for n in names)
