@@ -96,3 +96,18 @@ def test_peak_memory_on_cuda_uses_the_allocator():
 
     res = peak_memory(fn, device="cuda")
     assert 12_000_000 <= res.peak_bytes <= 12_100_000 and res.retained_bytes == 0 and res.baseline_bytes >= 0
+
+
+def test_compare_step_times_reads_every_clock_and_alternates_the_order():
+    calls: list[str] = []
+    ticks = iter(range(10**6))
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    res = compare_step_times(fns, baseline="a", repeats=4, block=2, warmup=1, alternate=True,
+                             clocks={"count": lambda: float(next(ticks)), "wall": time.perf_counter})
+    # warm-up a, b; then rounds in the order ab, ba, ab, ba (blocks of 2 calls)
+    assert "".join(calls) == "ab" + "aabb" + "bbaa" + "aabb" + "bbaa"
+    assert set(res.by_clock) == {"count", "wall"} and res.per_round == res.by_clock["count"]
+    assert all(len(v) == 4 for d in res.by_clock.values() for v in d.values())
+    assert all(v == 0.5 for d in (res.by_clock["count"],) for t in d.values() for v in t)  # one tick per block / 2 calls
+    with pytest.raises(ValueError, match="clocks"):
+        compare_step_times(fns, baseline="a", clocks={"x": 3})

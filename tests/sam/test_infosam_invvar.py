@@ -1,6 +1,5 @@
 """InfoSAM ``variant="invvar"`` / ``PreSAM(objective="invvar")``: the draft's inverse-variance arm (spec sam.md §3.5)."""
 
-import copy
 
 import pytest
 import torch
@@ -139,27 +138,14 @@ def test_per_group_alpha_and_delta_are_used_and_validated():
         assert len(opt.param_groups) == 1 and len(opt.base.param_groups) == 1
 
 
-def test_state_is_m_and_b_twice_the_params_and_round_trips():
-    def make(m):
-        return InfoSAM(base=torch.optim.SGD(m.parameters(), lr=LR, momentum=0.9), variant="invvar")
-
-    ref_m = mlp()
-    ref = make(ref_m)
-    run_steps(ref_m, ref, 12)
+def test_state_is_m_and_b_twice_the_params():
+    # The checkpoint round trip of this arm is the contract suite's (factory "infosam-invvar").
     m = mlp()
-    opt = make(m)
+    opt = InfoSAM(base=torch.optim.SGD(m.parameters(), lr=LR, momentum=0.9), variant="invvar")
     run_steps(m, opt, 7)
-    sd = copy.deepcopy((m.state_dict(), opt.state_dict()))
-    state = sd[1]["wrapper"]["state"]
+    state = opt.state_dict()["wrapper"]["state"]
     assert all(set(v) == {"m", "b"} for v in state.values())
     assert state_bytes(state) == 2 * sum(p.numel() * p.element_size() for p in m.parameters())
-    m2 = mlp(seed=5)
-    opt2 = make(m2)
-    m2.load_state_dict(sd[0])
-    opt2.load_state_dict(sd[1])
-    assert opt2.param_groups is opt2.base.param_groups
-    run_steps(m2, opt2, 5, seed0=17)
-    assert same_params(ref_m, m2)
 
 
 def test_list_version_matches_per_tensor_and_low_precision_runs_in_float32():

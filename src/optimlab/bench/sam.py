@@ -37,7 +37,7 @@ from optimlab.evidence import (
     register_bench,
 )
 from optimlab.experiments._fixtures import make_mlp, torch_threads
-from optimlab.metrics import peak_memory, state_bytes
+from optimlab.metrics import compare_step_times, peak_memory, state_bytes
 from optimlab.sam import ASAM, SAM, FisherSAM, InfoSAM, VaSSO
 
 PAPER = "Foret et al. arXiv:2010.01412; Li & Giannakis arXiv:2309.15639; Zhang, Li & Giannakis arXiv:2501.06603"
@@ -155,27 +155,13 @@ def _setup(method: str, model_name: str = "mlp", seed: int = 0, device: str = "c
 def _interleaved(fns: dict[str, Callable[[], object]], rounds: int, block: int, warmup: int,
                  device: str) -> dict[str, dict[str, list[float]]]:
     """Seconds per step of each callable, one value per round, as process CPU time (``"cpu"``) and as wall time
-    (``"wall"``); the order of the callables is reversed every other round. On an accelerator only wall time means
-    anything, and ``"cpu"`` repeats it."""
+    (``"wall"``), from :func:`optimlab.metrics.compare_step_times` with the order reversed every other round. On an
+    accelerator only wall time means anything, and ``"cpu"`` repeats it."""
     cuda = device.startswith("cuda")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    out: dict[str, dict[str, list[float]]] = {k: {"cpu": [], "wall": []} for k in fns}
-    names = list(fns)
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            fn = fns[name]
-            sync()
-            c0, w0 = time.process_time(), time.perf_counter()
-            for _ in range(block):
-                fn()
-            sync()
-            wall = (time.perf_counter() - w0) / block
-            out[name]["wall"].append(wall)
-            out[name]["cpu"].append(wall if cuda else (time.process_time() - c0) / block)
-    return out
+    clocks = {"cpu": time.perf_counter if cuda else time.process_time, "wall": time.perf_counter}
+    res = compare_step_times(fns, baseline=next(iter(fns)), repeats=rounds, block=block, warmup=warmup,
+                             sync=torch.cuda.synchronize if cuda else None, clocks=clocks, alternate=True)
+    return {k: {c: list(res.by_clock[c][k]) for c in clocks} for k in fns}
 
 
 def _peer_available() -> bool:
