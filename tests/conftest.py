@@ -6,6 +6,8 @@ Family test files keep only their family's maths.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -70,10 +72,14 @@ def smoke_runs(tmp_path_factory):
     tests that check one claim's result read it from here instead of running the claim again."""
     from optimlab.evidence import all_benches, all_claims, run_claims
 
+    # OPTIMLAB_SMOKE_ONLY="zo.,conic." restricts the runs to ids with those prefixes (for working on one family;
+    # the tests of the other ids then fail, so the full suite never sets it).
+    only = tuple(p for p in os.environ.get("OPTIMLAB_SMOKE_ONLY", "").split(",") if p)
     out = {}
     for kind, table in (("claims", all_claims()), ("benches", all_benches())):
         out_dir = tmp_path_factory.mktemp(f"smoke_{kind}")
-        summary = run_claims(list(table.values()), scale="smoke", seeds=None, device="cpu", out_dir=out_dir)
+        chosen = [c for c in table.values() if not only or c.id.startswith(only)]
+        summary = run_claims(chosen, scale="smoke", seeds=None, device="cpu", out_dir=out_dir)
         out[kind] = (summary, out_dir)
     return out
 

@@ -9,11 +9,13 @@ bit-identical, so a copy of a run can be rebuilt and compared. A new family appe
 
 from __future__ import annotations
 
+import importlib
 import math
 import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,6 +163,10 @@ FACTORIES = [
     Factory("scaledgd-sym", ScaledGD, _scaledgd_make(True), override={"lr": 0.25}),
     Factory("scaledgd-pair", ScaledGD, _scaledgd_make(False), override={"lr": 0.25}, table_cases=False),
 ]
+# Each new family keeps its factories in tests/contract/_factories_<family>.py (a module-level FACTORIES list);
+# they join the battery here, in file-name order.
+for _path in sorted(Path(__file__).parent.glob("_factories_*.py")):
+    FACTORIES.extend(importlib.import_module(_path.stem).FACTORIES)
 
 
 def params(factories: list[Factory] | None = None) -> list:
