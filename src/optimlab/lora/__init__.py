@@ -4,7 +4,11 @@
 """
 
 from optimlab.lora.layers import LoRALinear, inject_lora
+from optimlab.lora.nora import nora_init_
+from optimlab.lora.noraplus import NoRAPlus, create_noraplus_optimizer
 from optimlab.lora.pairs import LoRAPair, describe_model, find_lora_pairs, is_lora_layer, resolve_pairs
+from optimlab.lora.reflora import RefLoRA, balanced_metric, create_reflora_optimizer, gram_gap, refactor_
 
-__all__ = ["LoRALinear", "LoRAPair", "describe_model", "find_lora_pairs", "inject_lora", "is_lora_layer",
-           "resolve_pairs"]
+__all__ = ["LoRALinear", "LoRAPair", "NoRAPlus", "RefLoRA", "balanced_metric", "create_noraplus_optimizer",
+           "create_reflora_optimizer", "describe_model", "find_lora_pairs", "gram_gap", "inject_lora", "is_lora_layer",
+           "nora_init_", "refactor_", "resolve_pairs"]
