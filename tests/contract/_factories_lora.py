@@ -5,8 +5,8 @@ only the four LoRA factors are trainable, one layer's pair per param group). B i
 generator, so the refactoring acts from the first step (``warmup_steps=0`` is allowed only then).
 
 Where a contract property cannot apply as written:
-* ``wrapper=False``: the SAM-only test (``rho = 0`` groups) has no meaning here; the ``param_groups is
-  base.param_groups`` identity is still asserted in tests/lora.
+* ``wrapper=True`` (``param_groups is base.param_groups`` is asserted); the SAM-only ``rho = 0`` test applies to
+  two-pass wrappers only.
 * The hyperparameters (``mode``, ``warmup_steps``, ``preset``, ...) are per optimizer, not per group: the maths
   couples the two factors of a pair, which may sit in different groups. So there are no per-group keys to test; the
   valid per-group override is the base's ``lr``.
@@ -67,7 +67,7 @@ def _make(cls: type, preset: dict[str, Any], base: str) -> Callable[..., Setup]:
 
 def _factory(id_: str, cls: type, preset: dict[str, Any], base: str, table_cases: bool = True) -> Factory:
     lr = 0.02 if base == "sgd" else 0.005
-    return Factory(id_, cls, _make(cls, preset, base), override={"lr": lr}, table_cases=table_cases)
+    return Factory(id_, cls, _make(cls, preset, base), override={"lr": lr}, table_cases=table_cases, wrapper=True)
 
 
 FACTORIES = [
