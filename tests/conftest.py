@@ -64,6 +64,16 @@ def same_params(m1: nn.Module, m2: nn.Module) -> bool:
     return all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (tiny tensors: thread start-up dominates, and the machine is shared);
+    use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------ every claim at smoke scale, once
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory):

@@ -10,13 +10,7 @@ from optimlab.bench.bar import lora_mlp, step_functions
 from optimlab.lora import find_lora_pairs
 from optimlab.lora.bar import BAR
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("use_peft", [False, True])

@@ -34,18 +34,12 @@ from _optimizer_factories import (
     weights,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::optimlab.ProvisionalWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::optimlab.ProvisionalWarning"),
+              pytest.mark.usefixtures("one_thread")]  # tests/conftest.py
 
 SAM_FAMILY = [f for f in FACTORIES if f.wrapper and f.passes == 2]  # two-pass wrappers (the rho test)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and far faster on a machine shared by several jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _named(key: str):

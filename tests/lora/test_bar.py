@@ -14,13 +14,7 @@ from torch.nn import functional as F
 from optimlab.lora import LoRALinear, find_lora_pairs
 from optimlab.lora.bar import BAR, alpha_schedule, bar_factors, bar_rescale_
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def lora_mlp(seed: int = 0, dtype=torch.float64, b_std: float = 0.1) -> nn.Sequential:

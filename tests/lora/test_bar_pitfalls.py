@@ -16,13 +16,7 @@ from torch.nn import functional as F
 from optimlab.lora import find_lora_pairs
 from optimlab.lora.bar import BAR, alpha_schedule, bar_rescale_, create_bar_optimizer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------------ bad input

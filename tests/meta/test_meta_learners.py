@@ -12,13 +12,7 @@ from torch.nn import functional as F
 
 from optimlab.meta import MAML, DiagonalAffineMap, MetaSGD, MirrorMeta
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("K", [1, 3])

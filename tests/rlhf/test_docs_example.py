@@ -4,16 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread (tiny tensors: thread start-up dominates on shared cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "rlhf.md"

@@ -17,14 +17,7 @@ from optimlab.rlhf import (
     suboptimality,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread (tiny tensors: thread start-up dominates on shared cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _instance(g, B, Y, beta_range=(0.05, 2.0)):

@@ -8,14 +8,7 @@ import torch
 
 from optimlab.rlhf import BradleyTerryOracle, NoisySource, SourceSelector, StandardizedReward, TabularReward
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread (tiny tensors: thread start-up dominates on shared cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _oracle(**kw):

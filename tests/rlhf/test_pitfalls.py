@@ -17,13 +17,7 @@ from optimlab.rlhf import (
 )
 from optimlab.rlhf.integrations.trl import TransferCompletions, as_reward_func
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_source_scale_changes_exact_transfer_but_not_best_of_n():
