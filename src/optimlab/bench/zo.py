@@ -83,5 +83,33 @@ def step_bench(ctx: RunContext) -> ClaimResult:
              "CPU memory: tensor storages created by torch ops during the step (AllocationTracker), not RSS."]
     if skipped:
         notes.append(f"peers not installed, skipped: {', '.join(skipped)}")
-    return ctx.result(verdict=outcome, summary=summary,
+    return ctx.result(verdict=outcome, summary=summary, figure=_figure(summary, mem["zosgd"] / mem["mezo"]),
                       numbers={f"{k}_ms": [1e3 * t for t in v] for k, v in res.by_clock["cpu"].items()}, notes=notes)
+
+
+def _figure(summary: dict[str, float], mem_vs_mezo: float):
+    """Bars of the time and memory ratios (CPU clock), with a dashed segment at each gated ratio's target."""
+    from optimlab.report.plots import new_figure
+
+    bars = [("time ZO/2fwd", summary["zosgd/2forward"], 1.2), ("time ZO/MeZO", summary["zosgd/mezo"], 0.9),
+            ("time FO-SGD/2fwd", summary["fo_sgd/2forward"], None),
+            ("time FO-AdamW/2fwd", summary["fo_adamw/2forward"], None),
+            ("mem ZO/inf", summary["memory zosgd/inference"], 1.1), ("mem ZO/MeZO", mem_vs_mezo, 1.0),
+            ("mem MeZO/inf", summary["memory mezo/inference"], None),
+            ("mem FO-SGD/inf", summary["memory fo_sgd/inference"], None),
+            ("mem FO-AdamW/inf", summary["memory fo_adamw/inference"], None)]
+    fig, ax = new_figure()
+    for i, (name, v, target) in enumerate(bars):
+        ax.bar(i, v, 0.6, color="C0" if name.startswith("time") else "C1",
+               label={0: "time ratio (CPU clock)", 4: "memory ratio"}.get(i))
+        ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize="x-small")
+        if target is not None:
+            ax.hlines(target, i - 0.4, i + 0.4, colors="r", linestyles="--", linewidth=1.5,
+                      label="target (≤)" if i == 0 else None)
+    ax.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=35, ha="right", fontsize="small")
+    ax.set_yscale("log")
+    ax.set_ylim(top=ax.get_ylim()[1] * 3)  # head room for the legend
+    ax.set_ylabel("ratio (×, log scale)")
+    ax.set_title("zo.step: ZOSGD step cost vs 2 forwards / inference / MeZO")
+    ax.legend(fontsize="x-small", loc="upper center", ncols=3)
+    return fig

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from optimlab.bench.bar import lora_mlp, step_functions, timing_ratios
 from optimlab.evidence import ClaimResult, RunContext, register_claim
+from optimlab.experiments._bar_plots import accuracy_figure, balance_figure, overhead_figure
 from optimlab.experiments._bar_verdicts import (
     ACCURACY,
     BALANCE,
@@ -73,6 +74,7 @@ def lora_overhead(ctx: RunContext) -> ClaimResult:
                                {m: fp32[f"{m}/lora"] for m in ("nbar", "obar")})
     return ctx.result(
         verdict=verdict, numbers={k: [v] for k, v in summary.items()}, summary=summary,
+        figure=overhead_figure(fp32, half),
         notes=[f"LoRA model built with {kind} (smoke: optimlab's LoRALinear, to skip importing peft). Gated: float32 for every method, {rounds} interleaved rounds of {block} "
                f"steps after {warmup} warm-up steps, process CPU time (wall-clock ratios beside them). Also measured "
                "at equal fp16 precision (torch.autocast for every method, fewer rounds, reported not gated); on a "
@@ -162,7 +164,7 @@ def lora_balance(ctx: RunContext) -> ClaimResult:
     summary = {f"median {k}": median(v) for k, v in numbers.items()}
     verdict = balance_verdict({m: numbers[f"R {m}"] for m in ("lora", "sam", "nbar", "obar")})
     return ctx.result(
-        verdict=verdict, numbers=numbers, summary=summary,
+        verdict=verdict, numbers=numbers, summary=summary, figure=balance_figure(numbers, ctx.seeds),
         notes=["One MLP pretrained in-run (AdamW 1e-3, 30 epochs, clean digits, seed 0) shared by all seeds; the seed "
                "sets the LoRA init, the input shift R, the label noise and the batches, identical for every method. "
                "Nothing tuned. Reported, not gated: the same runs under AdamW (lr 1e-3, nBAR/oBAR mu0 = 1), where "
@@ -273,6 +275,7 @@ def lora_accuracy(ctx: RunContext) -> ClaimResult:
     verdict = accuracy_verdict(numbers["acc nbar"], numbers["acc lora"], summary["majority-class accuracy"])
     return ctx.result(
         verdict=verdict, numbers=numbers, summary=summary,
+        figure=accuracy_figure(numbers, ctx.seeds, summary["majority-class accuracy"]),
         notes=[f"Scale: {steps} steps of batch 16, max_length {L} tokens, {len(ctx.seeds)} paired seeds, test set of "
                f"{n_test} reviews read once; a few minutes of CPU, against the paper's 1000 iterations on RoBERTa-large "
                "and OPT-1.3B: expect 'inconclusive'. Hyperparameters fixed in advance, not tuned (no validation "

@@ -15,6 +15,7 @@ import numpy as np
 
 from optimlab.evidence import ClaimResult, RunContext, register_claim
 from optimlab.experiments import _bar_lora  # noqa: F401  (registers the LoRA claims)
+from optimlab.experiments._bar_plots import dilution_figure
 from optimlab.experiments._bar_toys import ETA, op_hessian, run_nop, run_op
 from optimlab.experiments._bar_verdicts import (
     DILUTION,
@@ -221,6 +222,7 @@ def layer_dilution(ctx: RunContext) -> ClaimResult:
     summary = {"median gap": median([b - a for a, b in zip(r1, r8)]), "nbar max diff": diff,
                "sam median r D=1": median(r1), "sam median r D=8": median(r8)}
     return ctx.result(verdict=dilution_verdict(r1, r8, diff), numbers=numbers, summary=summary,
+                      figure=dilution_figure(runs, ETA),
                       notes=[SETUP.format(T=T), "T halved (5e4 at quick) to fit the time budget with 8 blocks. The "
                              "~rho/sqrt(D) effective radius per block is our estimate for identical blocks; 'up to D' "
                              "is the paper's worst case, so only the direction and a 0.1 gap are tested."])

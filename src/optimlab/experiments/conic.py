@@ -15,6 +15,7 @@ import numpy as np
 
 from optimlab.conic import MaxCutSDP, conic_descent, goemans_williamson, lowrank_moco, moco
 from optimlab.evidence import ClaimResult, RunContext, register_claim
+from optimlab.experiments._conic_plots import certificate_figure, lowrank_figure
 from optimlab.experiments._conic_runs import (
     NOTE,
     PAPER,
@@ -32,6 +33,7 @@ from optimlab.experiments._conic_runs import (
 )
 from optimlab.experiments._conic_verdicts import (
     CERTIFICATE,
+    DENSE_2000_BYTES,
     FASTER,
     GW,
     LOWRANK,
@@ -177,6 +179,8 @@ def certificate_valid(ctx: RunContext) -> ClaimResult:
                "median final true rel gap": median(numbers["final true rel gap"])}
     return ctx.result(
         verdict=certificate_verdict(failures, violations, numbers["tightness"]), numbers=numbers, summary=summary,
+        figure=certificate_figure(numbers["final rel bound"], numbers["final true rel gap"], list(methods),
+                                  TIGHT_FLOOR),
         notes=NOTE + f" Iteration cap {cap}; runs that stop at the cap are still checked at every iterate. MaxCut's "
         "bound is one-sided (the iterate may be infeasible): it is checked as SDP value <= objective + gap_bound, "
         "with the diag violation reported by the solver. NNLS uses the l1 radius sqrt(n)(||b|| + sqrt(2 f))/sigma_min "
@@ -223,6 +227,7 @@ def lowrank_memory(ctx: RunContext) -> ClaimResult:
     summary = {k: v[0] for k, v in numbers.items()}
     return ctx.result(
         verdict=verdict, numbers=numbers, summary=summary,
+        figure=lowrank_figure(numbers, [n for n, _ in sizes], big[0], DENSE_2000_BYTES),
         notes=NOTE + f" Low-rank MOCO: sketch rank 10, tol 1e-2 on its certificate, with the documented mixing "
         "(Burer-Monteiro) refinement of the sketch every 10 iterations (a speed-up the spec allows; without it a "
         "rank-one prototype stayed at 2e-2 violation for minutes). SCS via CVXPY at eps 1e-3 in a child process "

@@ -17,7 +17,7 @@ from optimlab.experiments._lora_finetune import curves_figure, shared_runs
 from optimlab.experiments._lora_tasks import LRS, median, select_lr, teacher_student, train
 from optimlab.experiments._lora_verdicts import ALIGNED, FINETUNE_NORA, NORAPLUS
 
-PAPER = "Li, Zhang, Mokhtari, He, ICLR 2025, arXiv:2410.18965 (LoRA part)"
+PAPER = "Li, Zhang, Mokhtari, He, ICLR 2025, arXiv:2410.18965"  # one string with the MF half (one report group)
 NOTE = ("NoRA init: A0 = (sigma/s) Omega^T W0 on the loaded W0, B0 = 0 (the reference code's init sketches the random "
         "weight before the pretrained one is loaded; not copied). UNVERIFIED: the paper's sigma and table values.")
 

@@ -30,6 +30,7 @@ import torch
 
 from optimlab.evidence import ClaimResult, RunContext, register_claim
 from optimlab.experiments._fixtures import torch_threads
+from optimlab.experiments._rlhf_plots import misspec_figure, null_figure
 from optimlab.experiments._rlhf_runs import (
     BAD,
     EARLY_T,
@@ -297,7 +298,8 @@ def null_threshold(ctx: RunContext) -> ClaimResult:
                                    runs(ctx, ("tpo",))["tpo"], "regret_pair")
     out = null_verdict(regret)
     return ctx.result(verdict=out, numbers={f"regret {k}": v for k, v in regret.items()},
-                      summary={f"regret {k}": _med(v) for k, v in regret.items()}, notes=[NOTE_THREADS])
+                      summary={f"regret {k}": _med(v) for k, v in regret.items()}, notes=[NOTE_THREADS],
+                      figure=null_figure(regret))
 
 
 # ------------------------------------------------------------------------------------------- claim 6
@@ -328,7 +330,7 @@ def misspecification_sweep(ctx: RunContext) -> ClaimResult:
     summary = {**qs, "spearman(rho, q)": spearman(rhos, list(qs.values())),
                **{f"gap@50 {k}": v for k, v in meds.items()}}
     return ctx.result(verdict=out, numbers={f"gap@50 {k}": v for k, v in gap50.items()}, summary=summary,
-                      notes=[NOTE_THREADS])
+                      notes=[NOTE_THREADS], figure=misspec_figure(list(qs.values()), rhos))
 
 
 # ------------------------------------------------------------------------------------------- claim 7

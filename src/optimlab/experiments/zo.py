@@ -20,6 +20,14 @@ from optimlab.evidence import ClaimResult, RunContext, register_claim
 from optimlab.experiments._fixtures import torch_threads
 from optimlab.experiments._zo_flat import MLP, balancing_run, traces_at_levels, trajectory
 from optimlab.experiments._zo_memory import MODES, measure_memory, mezo_step, minilm_batch, steps
+from optimlab.experiments._zo_plots import (
+    balancing_figure,
+    equal_loss_figure,
+    glm_figure,
+    per_seed_bars,
+    smoothing_figure,
+    value_bars,
+)
 from optimlab.experiments._zo_runs import (
     MEZO,
     PAPER,
@@ -103,7 +111,7 @@ def smoothing_bias(ctx: RunContext) -> ClaimResult:
                     numbers[f"cubic {kind} mean bias"] = [float((mean - x**2 / 2).mean())]
                     numbers[f"cubic {kind} predicted bias"] = [eps**2 * bias[kind]]
     return ctx.result(verdict=smoothing_verdict(coverage, bias_z), numbers=numbers, summary={},
-                      notes=[f"{n} directions per case, d = {d}, one fixed seed."])
+                      figure=smoothing_figure(numbers), notes=[f"{n} directions per case, d = {d}, one fixed seed."])
 
 
 # ------------------------------------------------------------------------------------------- claim 2
@@ -137,8 +145,12 @@ def toy_claim(ctx: RunContext) -> ClaimResult:
                "dd end/start": (toy_trace(xd) / tr0).tolist(), "zo end/start": (toy_trace(xz) / tr0).tolist(),
                "zo pre-polish loss": loss_zo.tolist(), "trace start": tr0.tolist()}
     summary = {f"median {k}": median(v) for k, v in numbers.items()}
+    fig = per_seed_bars({"tr_ZO/tr_GD (polished)": numbers["zo/gd"], "GD trace end/start": numbers["gd end/start"],
+                         "DD trace end/start": numbers["dd end/start"]}, ctx.seeds, ylabel="trace ratio (×)",
+                        title="zo.toy_trace: ZO (λ = 0.1) vs GD and DD on (yᵀz − 1)²/2",
+                        refs=[(0.19, "paper Fig. 1b ZO/GD ≈ 0.19", "paper"), (0.75, "holds: ZO/GD ≤ 0.75", "threshold")])
     return ctx.result(verdict=toy_verdict(numbers["gd end/start"], numbers["dd end/start"], numbers["zo/gd"]),
-                      numbers=numbers, summary=summary,
+                      numbers=numbers, summary=summary, figure=fig,
                       notes=[f"{steps} steps per method; GD lr 1e-2, ZO and DD lr 1e-3 (the paper's values); init "
                              "N(0, I) per chain."])
 
@@ -182,7 +194,11 @@ def convex_claim(ctx: RunContext) -> ClaimResult:
     if max(gz, gg) > 1e-6:
         verdict = "inconclusive"
         notes.append(f"polish did not converge (‖∇f‖ = {max(gz, gg):.1e} > 1e-6): verdict inconclusive")
-    return ctx.result(verdict=verdict, numbers=numbers, summary=summary, notes=notes)
+    fig = per_seed_bars({"ZO (λ = 0.1)": numbers["zo/min"], "GD": numbers["gd/min"]}, ctx.seeds,
+                        ylabel="polished trace / smallest trace on minimizers (×)",
+                        title="zo.convex_flattest: ZO vs GD on the perspective problem",
+                        refs=[(1.05, "holds: ZO ≤ 1.05", "threshold"), (2.0, "holds: GD ≥ 2", "threshold")])
+    return ctx.result(verdict=verdict, numbers=numbers, summary=summary, figure=fig, notes=notes)
 
 
 # ------------------------------------------------------------------------------------------- claim 4
@@ -225,6 +241,7 @@ def glm_claim(ctx: RunContext) -> ClaimResult:
             numbers.setdefault("loss zo - gd", []).append(vals["loss_zo"] - vals["loss_gd"])
     summary = {k: median(v) for k, v in numbers.items()}
     return ctx.result(verdict=glm_verdict(checks), numbers=numbers, summary=summary,
+                      figure=glm_figure(numbers, ctx.seeds),
                       notes=["n = 300, y = sign(X0 w* + N(0,1)), features [X0 G, 1], G ∈ R^{10x1000} N(0, 1/1000) "
                              "(d = 1001, rank 11); a5a/w5a are not offline. "
                              f"ZO {steps} steps, λ = 1, lr 0.5/(L·d); GD lr 1/L."])
@@ -254,8 +271,12 @@ def memory_claim(ctx: RunContext) -> ClaimResult:
     ratios = {f"{k}/inference": m[k] / m["inference"] for k in modes if k != "inference"}
     numbers = {k: [v] for k, v in ratios.items()}
     numbers.update({f"{k} MiB": [m[k] / 2**20] for k in m})
+    fig = value_bars(ratios, ylabel="peak memory / inference (×)", targets={"zosgd/inference": 1.10},
+                     target_label="holds: ZO ≤ 1.10",
+                     title="zo.memory_inference: step memory vs inference (MiniLM)",
+                     refs=[(1.0, "MeZO: = inference", "paper"), (2.0, "holds: FO-SGD ≥ 2", "threshold")])
     return ctx.result(verdict=memory_verdict(ratios["zosgd/inference"], ratios["fo_sgd/inference"]),
-                      numbers=numbers, summary=dict(ratios),
+                      numbers=numbers, summary=dict(ratios), figure=fig,
                       notes=[f"batch {B}, length {Lq}; "
                              + ("CPU: tensor storages created by torch ops (AllocationTracker), not RSS"
                                 if ctx.device == "cpu" else "CUDA allocator peak"),
@@ -315,6 +336,7 @@ def equal_loss_claim(ctx: RunContext) -> ClaimResult:
     summary["matched loss level"] = lev
     verdict = equal_loss_verdict(len(reached), numbers["dd/gd"], numbers["zo0.1/gd"], numbers["zo0.2/gd"])
     return ctx.result(verdict=verdict, numbers=numbers, summary=summary,
+                      figure=equal_loss_figure(tr, levels, lev),
                       notes=[f"iris (all 150 rows, standardised), full batch, init 0.5·N(0, I) per chain; GD lr 0.5 "
                              f"({gd_steps} steps), ZO/DD lr 0.02 ({zo_steps} steps); traces read at loss level "
                              f"{lev:g} (the lowest that every chain of every run reached)."])
@@ -344,6 +366,6 @@ def balancing_claim(ctx: RunContext) -> ClaimResult:
         summary[f"lambda={lam} 2SE"] = 2 * statistics.stdev(v) / math.sqrt(len(v))
     return ctx.result(verdict=balancing_verdict(numbers["gd control |B/B_raw - 1|"][0], numbers[key[0.1]],
                                                 numbers[key[0.2]]),
-                      numbers=numbers, summary=summary,
+                      numbers=numbers, summary=summary, figure=balancing_figure(numbers, lams),
                       notes=[f"{chains} chains, lr 1e-3, T = {frac:g}/(2λ²·lr) steps; start y = √2·g₁, z = g₂/√2 "
                              "(seed 17) polished by GD (lr 1e-3, 3000 steps), which is also the GD control."])
